@@ -1,0 +1,247 @@
+//go:build cgo
+
+// Package x264 is the software H.264 encoder: a thin cgo wrapper around
+// libx264. It exists beside pion/mediadevices' x264 codec because that one
+// always applies the "high" profile, while the box must send constrained
+// baseline (the profile every WebRTC browser decodes), tune for zero latency,
+// force IDR pictures on request and carry capture timestamps through.
+package x264
+
+/*
+#cgo pkg-config: x264
+#include <stdlib.h>
+#include <string.h>
+#include <stdint.h>
+#include <x264.h>
+
+// x264_encoder_open is a macro that names the ABI version; cgo cannot call
+// macros, so wrap it.
+static x264_t *onair_open(x264_param_t *p) { return x264_encoder_open(p); }
+
+static int onair_setup(x264_param_t *p, const char *preset, const char *profile,
+	int width, int height, int fps, int kbps, int keyint, int threads) {
+	if (x264_param_default_preset(p, preset, "zerolatency") < 0) return -1;
+	p->i_width = width;
+	p->i_height = height;
+	p->i_csp = X264_CSP_I420;
+	p->i_fps_num = fps;
+	p->i_fps_den = 1;
+	p->i_timebase_num = 1;
+	p->i_timebase_den = 1000000; // pts in microseconds
+	p->b_vfr_input = 0;          // rate control by fps, not by pts gaps
+	p->i_keyint_max = keyint;
+	p->i_keyint_min = 1;
+	p->b_repeat_headers = 1;     // SPS/PPS before every keyframe
+	p->b_annexb = 1;
+	p->b_aud = 0;
+	p->i_log_level = X264_LOG_ERROR;
+	if (threads > 0) p->i_threads = threads;
+	p->rc.i_rc_method = X264_RC_ABR;
+	p->rc.i_bitrate = kbps;
+	p->rc.i_vbv_max_bitrate = kbps;
+	p->rc.i_vbv_buffer_size = kbps; // one second of buffer: steady for WebRTC
+	return x264_param_apply_profile(p, profile);
+}
+
+static int onair_set_bitrate(x264_t *h, x264_param_t *p, int kbps) {
+	p->rc.i_bitrate = kbps;
+	p->rc.i_vbv_max_bitrate = kbps;
+	p->rc.i_vbv_buffer_size = kbps;
+	return x264_encoder_reconfig(h, p);
+}
+
+// onair_encode encodes the picture in pic (planes already filled) and copies
+// the NAL units, which x264 lays out back to back, to out.
+static int onair_encode(x264_t *h, x264_picture_t *pic, int force_idr, int64_t pts,
+	uint8_t *out, int out_cap, int *keyframe) {
+	x264_nal_t *nals;
+	int n_nals;
+	x264_picture_t pic_out;
+	pic->i_type = force_idr ? X264_TYPE_IDR : X264_TYPE_AUTO;
+	pic->i_pts = pts;
+	int size = x264_encoder_encode(h, &nals, &n_nals, pic, &pic_out);
+	if (size <= 0) return size;
+	if (size > out_cap) return -2;
+	memcpy(out, nals[0].p_payload, size);
+	*keyframe = pic_out.b_keyframe;
+	return size;
+}
+*/
+import "C"
+
+import (
+	"errors"
+	"fmt"
+	"time"
+	"unsafe"
+
+	"github.com/onair/onair/encoder"
+	"github.com/onair/onair/media"
+)
+
+// Available tells that this build has the software encoder.
+const Available = true
+
+// Encoder is a running x264 encoder.
+type Encoder struct {
+	params  encoder.VideoParams
+	param   *C.x264_param_t
+	handle  *C.x264_t
+	picture *C.x264_picture_t
+	out     []byte // C-side copy target, reused
+	scratch []byte // YUYV conversion, reused
+	frames  int64
+}
+
+// Options tune the software encoder beyond the common parameters.
+type Options struct {
+	// Preset is an x264 speed preset; default "veryfast".
+	Preset string
+	// Threads is the number of encoder threads; 0 lets x264 choose.
+	Threads int
+}
+
+// New opens an encoder for the given parameters.
+func New(p encoder.VideoParams, opt Options) (*Encoder, error) {
+	if err := p.Validate(); err != nil {
+		return nil, fmt.Errorf("x264: %w", err)
+	}
+	if opt.Preset == "" {
+		opt.Preset = "veryfast"
+	}
+	profile := p.Profile
+	if profile == "" || profile == "constrained_baseline" {
+		profile = "baseline" // x264's baseline is constrained baseline
+	}
+	e := &Encoder{params: p}
+	e.param = (*C.x264_param_t)(C.calloc(1, C.sizeof_x264_param_t))
+	cPreset, cProfile := C.CString(opt.Preset), C.CString(profile)
+	defer C.free(unsafe.Pointer(cPreset))
+	defer C.free(unsafe.Pointer(cProfile))
+	if C.onair_setup(e.param, cPreset, cProfile, C.int(p.Width), C.int(p.Height), C.int(p.FPS),
+		C.int(p.BitrateKbps), C.int(p.KeyframeIntervalFrames()), C.int(opt.Threads)) < 0 {
+		e.Close()
+		return nil, fmt.Errorf("x264: preset %q or profile %q refused", opt.Preset, profile)
+	}
+	e.handle = C.onair_open(e.param)
+	if e.handle == nil {
+		e.Close()
+		return nil, fmt.Errorf("x264: open encoder %dx%d@%d", p.Width, p.Height, p.FPS)
+	}
+	e.picture = (*C.x264_picture_t)(C.calloc(1, C.sizeof_x264_picture_t))
+	if C.x264_picture_alloc(e.picture, C.X264_CSP_I420, C.int(p.Width), C.int(p.Height)) < 0 {
+		C.free(unsafe.Pointer(e.picture))
+		e.picture = nil
+		e.Close()
+		return nil, errors.New("x264: allocate picture")
+	}
+	// An access unit never exceeds the raw picture by much; twice it is safe.
+	e.out = make([]byte, p.Width*p.Height*3)
+	return e, nil
+}
+
+// Encode encodes one picture; see encoder.VideoEncoder.
+func (e *Encoder) Encode(f media.VideoFrame, forceKeyframe bool) (media.Sample, bool, error) {
+	if e.handle == nil {
+		return media.Sample{}, false, errors.New("x264: encoder is closed")
+	}
+	if f.Width != e.params.Width || f.Height != e.params.Height {
+		return media.Sample{}, false, fmt.Errorf("x264: frame is %dx%d, encoder %dx%d", f.Width, f.Height, e.params.Width, e.params.Height)
+	}
+	if err := e.fill(f); err != nil {
+		return media.Sample{}, false, err
+	}
+	var keyframe C.int
+	force := C.int(0)
+	if forceKeyframe {
+		force = 1
+	}
+	size := C.onair_encode(e.handle, e.picture, force, C.int64_t(f.Capture/time.Microsecond),
+		(*C.uint8_t)(unsafe.Pointer(&e.out[0])), C.int(len(e.out)), &keyframe)
+	switch {
+	case size == -2:
+		return media.Sample{}, false, errors.New("x264: access unit larger than the output buffer")
+	case size < 0:
+		return media.Sample{}, false, fmt.Errorf("x264: encode frame %d failed", e.frames)
+	case size == 0:
+		return media.Sample{}, false, nil
+	}
+	e.frames++
+	data := make([]byte, int(size)) // owned by the sample: consumers share it read-only
+	copy(data, e.out[:size])
+	return media.Sample{
+		Kind: media.Video, Data: data, Capture: f.Capture,
+		Duration: time.Second / time.Duration(e.params.FPS), Keyframe: keyframe != 0,
+	}, true, nil
+}
+
+// fill copies the frame into x264's picture planes.
+func (e *Encoder) fill(f media.VideoFrame) error {
+	w, h := e.params.Width, e.params.Height
+	src := f.Data
+	switch f.Format {
+	case media.I420:
+	case media.YUYV:
+		if len(e.scratch) != w*h*3/2 {
+			e.scratch = make([]byte, w*h*3/2)
+		}
+		if err := encoder.YUYVToI420(e.scratch, f.Data, w, h); err != nil {
+			return fmt.Errorf("x264: %w", err)
+		}
+		src = e.scratch
+	default:
+		return fmt.Errorf("x264: cannot encode %s pictures", f.Format)
+	}
+	if len(src) < w*h*3/2 {
+		return fmt.Errorf("x264: frame has %d bytes, %dx%d I420 needs %d", len(src), w, h, w*h*3/2)
+	}
+	img := &e.picture.img
+	planes := [3][]byte{src[:w*h], src[w*h : w*h+w*h/4], src[w*h+w*h/4 : w*h*3/2]}
+	for i, plane := range planes {
+		pw, ph := w, h
+		if i > 0 {
+			pw, ph = w/2, h/2
+		}
+		stride := int(img.i_stride[i])
+		dst := unsafe.Slice((*byte)(unsafe.Pointer(img.plane[i])), stride*ph)
+		for row := 0; row < ph; row++ {
+			copy(dst[row*stride:row*stride+pw], plane[row*pw:(row+1)*pw])
+		}
+	}
+	return nil
+}
+
+// SetBitrate changes the target bitrate at once.
+func (e *Encoder) SetBitrate(kbps int) error {
+	if e.handle == nil {
+		return errors.New("x264: encoder is closed")
+	}
+	if kbps <= 0 {
+		return fmt.Errorf("x264: bitrate %d kbps: want at least 1", kbps)
+	}
+	if C.onair_set_bitrate(e.handle, e.param, C.int(kbps)) < 0 {
+		return fmt.Errorf("x264: set bitrate %d kbps refused", kbps)
+	}
+	e.params.BitrateKbps = kbps
+	return nil
+}
+
+// Close frees the encoder; it is safe to call more than once.
+func (e *Encoder) Close() error {
+	if e.handle != nil {
+		C.x264_encoder_close(e.handle)
+		e.handle = nil
+	}
+	if e.picture != nil {
+		C.x264_picture_clean(e.picture)
+		C.free(unsafe.Pointer(e.picture))
+		e.picture = nil
+	}
+	if e.param != nil {
+		C.free(unsafe.Pointer(e.param))
+		e.param = nil
+	}
+	return nil
+}
+
+var _ encoder.VideoEncoder = (*Encoder)(nil)

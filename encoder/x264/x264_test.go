@@ -1,0 +1,201 @@
+//go:build cgo
+
+package x264
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/onair/onair/device"
+	"github.com/onair/onair/device/testsrc"
+	"github.com/onair/onair/encoder"
+	"github.com/onair/onair/media"
+	"github.com/onair/onair/media/h264"
+)
+
+type probe struct {
+	Streams []struct {
+		CodecName string `json:"codec_name"`
+		Profile   string `json:"profile"`
+		Width     int    `json:"width"`
+		Height    int    `json:"height"`
+		NbFrames  string `json:"nb_read_frames"`
+	} `json:"streams"`
+	Frames []struct {
+		KeyFrame int    `json:"key_frame"`
+		PictType string `json:"pict_type"`
+	} `json:"frames"`
+}
+
+func ffprobe(t *testing.T, path string) probe {
+	t.Helper()
+	out, err := exec.Command("ffprobe", "-v", "error", "-count_frames", "-show_streams", "-show_frames",
+		"-show_entries", "stream=codec_name,profile,width,height,nb_read_frames:frame=key_frame,pict_type",
+		"-of", "json", "-f", "h264", path).Output()
+	if err != nil {
+		t.Fatalf("ffprobe %s: %v", path, err)
+	}
+	var p probe
+	if err := json.Unmarshal(out, &p); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// encodePattern encodes n test-pattern frames, forcing keyframes at the given
+// indexes, and returns the Annex-B stream and the samples.
+func encodePattern(t *testing.T, enc *Encoder, w, h, n int, force map[int]bool) ([]byte, []media.Sample) {
+	t.Helper()
+	pattern, err := testsrc.NewPattern(w, h, 1000, device.NewClock(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stream bytes.Buffer
+	var samples []media.Sample
+	for i := 0; i < n; i++ {
+		f, err := pattern.ReadVideo(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		s, ok, err := enc.Encode(f, force[i])
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !ok {
+			t.Fatalf("frame %d: no output; zerolatency must give one access unit per picture", i)
+		}
+		if s.Capture != f.Capture {
+			t.Fatalf("frame %d: capture %v, frame's %v", i, s.Capture, f.Capture)
+		}
+		stream.Write(s.Data)
+		samples = append(samples, s)
+	}
+	return stream.Bytes(), samples
+}
+
+func TestEncodeDecodesWithFFmpeg(t *testing.T) {
+	enc, err := New(encoder.VideoParams{Width: 320, Height: 240, FPS: 30, BitrateKbps: 500, KeyframeInterval: time.Second}, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer enc.Close()
+	stream, samples := encodePattern(t, enc, 320, 240, 75, map[int]bool{10: true})
+	path := filepath.Join(t.TempDir(), "out.h264")
+	if err := os.WriteFile(path, stream, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	p := ffprobe(t, path)
+	if len(p.Streams) != 1 {
+		t.Fatalf("streams: %+v", p.Streams)
+	}
+	s := p.Streams[0]
+	if s.CodecName != "h264" || s.Profile != "Constrained Baseline" || s.Width != 320 || s.Height != 240 {
+		t.Fatalf("stream %+v, want h264 Constrained Baseline 320x240", s)
+	}
+	if n, _ := strconv.Atoi(s.NbFrames); n != 75 {
+		t.Fatalf("ffprobe decoded %s frames, want 75", s.NbFrames)
+	}
+	// Keyframes: the first, the forced one at 10, and the regular ones every
+	// 30 frames counted from the last keyframe.
+	for i, f := range p.Frames {
+		wantKey := i == 0 || i == 10 || i == 40 || i == 70
+		if (f.KeyFrame == 1) != wantKey {
+			t.Errorf("frame %d: key_frame=%d pict_type=%s, want keyframe %v", i, f.KeyFrame, f.PictType, wantKey)
+		}
+		if samples[i].Keyframe != wantKey {
+			t.Errorf("frame %d: sample Keyframe=%v, want %v", i, samples[i].Keyframe, wantKey)
+		}
+		if wantKey {
+			info := h264.Inspect(samples[i].Data)
+			if !info.IDR || !info.SPS || !info.PPS {
+				t.Errorf("keyframe %d lacks IDR/SPS/PPS: %+v", i, info)
+			}
+		}
+	}
+}
+
+func TestBitrateChangeWhileRunning(t *testing.T) {
+	enc, err := New(encoder.VideoParams{Width: 640, Height: 360, FPS: 30, BitrateKbps: 150, KeyframeInterval: 10 * time.Second}, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer enc.Close()
+	low, _ := encodePattern(t, enc, 640, 360, 60, nil)
+	if err := enc.SetBitrate(3000); err != nil {
+		t.Fatal(err)
+	}
+	high, _ := encodePattern(t, enc, 640, 360, 60, nil)
+	if len(high) < 2*len(low) {
+		t.Fatalf("after raising the bitrate 20x, 60 frames take %d bytes against %d before", len(high), len(low))
+	}
+	if err := enc.SetBitrate(0); err == nil {
+		t.Fatal("SetBitrate(0) accepted")
+	}
+}
+
+func TestRejectsWrongFrames(t *testing.T) {
+	enc, err := New(encoder.VideoParams{Width: 64, Height: 64, FPS: 30, BitrateKbps: 100, KeyframeInterval: time.Second}, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer enc.Close()
+	cases := []media.VideoFrame{
+		{Format: media.I420, Width: 32, Height: 64, Data: make([]byte, 32*64*3/2)},
+		{Format: media.I420, Width: 64, Height: 64, Data: make([]byte, 10)},
+		{Format: media.MJPEG, Width: 64, Height: 64, Data: make([]byte, 64*64*3/2)},
+		{Format: media.YUYV, Width: 64, Height: 64, Data: make([]byte, 64*64)},
+	}
+	for i, f := range cases {
+		if _, _, err := enc.Encode(f, false); err == nil {
+			t.Errorf("case %d: frame %v %dx%d len %d accepted", i, f.Format, f.Width, f.Height, len(f.Data))
+		}
+	}
+	// A YUYV frame of the right size encodes.
+	if _, ok, err := enc.Encode(media.VideoFrame{Format: media.YUYV, Width: 64, Height: 64, Data: bytes.Repeat([]byte{100, 128}, 64*64)}, false); err != nil || !ok {
+		t.Fatalf("YUYV frame: ok=%v err=%v", ok, err)
+	}
+	enc.Close()
+	if _, _, err := enc.Encode(media.VideoFrame{}, false); err == nil {
+		t.Fatal("Encode after Close accepted")
+	}
+}
+
+func TestRejectsBadParams(t *testing.T) {
+	for _, p := range []encoder.VideoParams{
+		{Width: 0, Height: 240, FPS: 30, BitrateKbps: 100},
+		{Width: 321, Height: 240, FPS: 30, BitrateKbps: 100},
+		{Width: 320, Height: 240, FPS: 0, BitrateKbps: 100},
+		{Width: 320, Height: 240, FPS: 30, BitrateKbps: 100, Profile: "extended"},
+	} {
+		if e, err := New(p, Options{}); err == nil {
+			e.Close()
+			t.Errorf("New(%+v) accepted", p)
+		}
+	}
+}
+
+func BenchmarkEncode720p(b *testing.B) {
+	enc, err := New(encoder.VideoParams{Width: 1280, Height: 720, FPS: 30, BitrateKbps: 2500, KeyframeInterval: 2 * time.Second}, Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer enc.Close()
+	pattern, err := testsrc.NewPattern(1280, 720, 100000, device.NewClock(), nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		f, _ := pattern.ReadVideo(context.Background())
+		if _, _, err := enc.Encode(f, false); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
