@@ -1,0 +1,293 @@
+package v4l2
+
+import (
+	"runtime"
+	"testing"
+	"unsafe"
+)
+
+// The expected values below are what gcc computes from linux/videodev2.h
+// (Debian 12's linux-libc-dev) for x86_64-linux-gnu, aarch64-linux-gnu and
+// arm-linux-gnueabihf (32-bit time_t); see the report of the commit that
+// added them for the probe. 64-bit targets share one layout.
+
+type abiLayout struct {
+	sizes   map[string]uintptr
+	offsets map[string]uintptr
+	ioctls  map[string]uintptr
+}
+
+var layout64 = abiLayout{
+	sizes: map[string]uintptr{
+		"v4l2_capability":     104,
+		"v4l2_fmtdesc":        64,
+		"v4l2_pix_format":     48,
+		"v4l2_format":         208,
+		"v4l2_requestbuffers": 20,
+		"v4l2_timecode":       16,
+		"v4l2_buffer":         88,
+		"v4l2_captureparm":    40,
+		"v4l2_streamparm":     204,
+	},
+	offsets: map[string]uintptr{
+		"v4l2_capability.card":          16,
+		"v4l2_capability.bus_info":      48,
+		"v4l2_capability.version":       80,
+		"v4l2_capability.capabilities":  84,
+		"v4l2_capability.device_caps":   88,
+		"v4l2_fmtdesc.description":      12,
+		"v4l2_fmtdesc.pixelformat":      44,
+		"v4l2_fmtdesc.mbus_code":        48,
+		"v4l2_pix_format.bytesperline":  16,
+		"v4l2_pix_format.sizeimage":     20,
+		"v4l2_pix_format.xfer_func":     44,
+		"v4l2_format.fmt":               8,
+		"v4l2_requestbuffers.flags":     16,
+		"v4l2_buffer.field":             16,
+		"v4l2_buffer.timestamp":         24,
+		"v4l2_buffer.timecode":          40,
+		"v4l2_buffer.sequence":          56,
+		"v4l2_buffer.memory":            60,
+		"v4l2_buffer.m":                 64,
+		"v4l2_buffer.length":            72,
+		"v4l2_buffer.reserved2":         76,
+		"v4l2_buffer.request_fd":        80,
+		"v4l2_captureparm.timeperframe": 8,
+		"v4l2_streamparm.parm":          4,
+	},
+	ioctls: map[string]uintptr{
+		"VIDIOC_QUERYCAP":  0x80685600,
+		"VIDIOC_ENUM_FMT":  0xc0405602,
+		"VIDIOC_G_FMT":     0xc0d05604,
+		"VIDIOC_S_FMT":     0xc0d05605,
+		"VIDIOC_REQBUFS":   0xc0145608,
+		"VIDIOC_QUERYBUF":  0xc0585609,
+		"VIDIOC_QBUF":      0xc058560f,
+		"VIDIOC_DQBUF":     0xc0585611,
+		"VIDIOC_STREAMON":  0x40045612,
+		"VIDIOC_STREAMOFF": 0x40045613,
+		"VIDIOC_G_PARM":    0xc0cc5615,
+		"VIDIOC_S_PARM":    0xc0cc5616,
+	},
+}
+
+// layoutARM is 32-bit ARM EABI with the 32-bit time_t that Go's linux/arm
+// port (and Debian armhf) use: timeval and pointers are 4 bytes, so the
+// v4l2_format union starts at 4 and v4l2_buffer shrinks to 68 bytes.
+var layoutARM = abiLayout{
+	sizes: map[string]uintptr{
+		"v4l2_capability":     104,
+		"v4l2_fmtdesc":        64,
+		"v4l2_pix_format":     48,
+		"v4l2_format":         204,
+		"v4l2_requestbuffers": 20,
+		"v4l2_timecode":       16,
+		"v4l2_buffer":         68,
+		"v4l2_captureparm":    40,
+		"v4l2_streamparm":     204,
+	},
+	offsets: map[string]uintptr{
+		"v4l2_capability.card":          16,
+		"v4l2_capability.bus_info":      48,
+		"v4l2_capability.version":       80,
+		"v4l2_capability.capabilities":  84,
+		"v4l2_capability.device_caps":   88,
+		"v4l2_fmtdesc.description":      12,
+		"v4l2_fmtdesc.pixelformat":      44,
+		"v4l2_fmtdesc.mbus_code":        48,
+		"v4l2_pix_format.bytesperline":  16,
+		"v4l2_pix_format.sizeimage":     20,
+		"v4l2_pix_format.xfer_func":     44,
+		"v4l2_format.fmt":               4,
+		"v4l2_requestbuffers.flags":     16,
+		"v4l2_buffer.field":             16,
+		"v4l2_buffer.timestamp":         20,
+		"v4l2_buffer.timecode":          28,
+		"v4l2_buffer.sequence":          44,
+		"v4l2_buffer.memory":            48,
+		"v4l2_buffer.m":                 52,
+		"v4l2_buffer.length":            56,
+		"v4l2_buffer.reserved2":         60,
+		"v4l2_buffer.request_fd":        64,
+		"v4l2_captureparm.timeperframe": 8,
+		"v4l2_streamparm.parm":          4,
+	},
+	ioctls: map[string]uintptr{
+		"VIDIOC_QUERYCAP":  0x80685600,
+		"VIDIOC_ENUM_FMT":  0xc0405602,
+		"VIDIOC_G_FMT":     0xc0cc5604,
+		"VIDIOC_S_FMT":     0xc0cc5605,
+		"VIDIOC_REQBUFS":   0xc0145608,
+		"VIDIOC_QUERYBUF":  0xc0445609,
+		"VIDIOC_QBUF":      0xc044560f,
+		"VIDIOC_DQBUF":     0xc0445611,
+		"VIDIOC_STREAMON":  0x40045612,
+		"VIDIOC_STREAMOFF": 0x40045613,
+		"VIDIOC_G_PARM":    0xc0cc5615,
+		"VIDIOC_S_PARM":    0xc0cc5616,
+	},
+}
+
+func expectedLayout(t *testing.T) abiLayout {
+	t.Helper()
+	switch runtime.GOARCH {
+	case "amd64", "arm64":
+		return layout64
+	case "arm":
+		return layoutARM
+	default:
+		t.Skipf("no reference layout for GOARCH=%s", runtime.GOARCH)
+		return abiLayout{}
+	}
+}
+
+// goLayout measures the Go mirrors under the C names used above.
+func goLayout() abiLayout {
+	var (
+		capability v4l2Capability
+		fmtdesc    v4l2Fmtdesc
+		format     v4l2Format
+		reqbufs    v4l2RequestBuffers
+		buffer     v4l2Buffer
+		parm       v4l2StreamParm
+	)
+	return abiLayout{
+		sizes: map[string]uintptr{
+			"v4l2_capability":     unsafe.Sizeof(capability),
+			"v4l2_fmtdesc":        unsafe.Sizeof(fmtdesc),
+			"v4l2_pix_format":     unsafe.Sizeof(format.Fmt.Pix),
+			"v4l2_format":         unsafe.Sizeof(format),
+			"v4l2_requestbuffers": unsafe.Sizeof(reqbufs),
+			"v4l2_timecode":       unsafe.Sizeof(buffer.Timecode),
+			"v4l2_buffer":         unsafe.Sizeof(buffer),
+			"v4l2_captureparm":    unsafe.Sizeof(parm.Parm.Capture),
+			"v4l2_streamparm":     unsafe.Sizeof(parm),
+		},
+		offsets: map[string]uintptr{
+			"v4l2_capability.card":          unsafe.Offsetof(capability.Card),
+			"v4l2_capability.bus_info":      unsafe.Offsetof(capability.BusInfo),
+			"v4l2_capability.version":       unsafe.Offsetof(capability.Version),
+			"v4l2_capability.capabilities":  unsafe.Offsetof(capability.Capabilities),
+			"v4l2_capability.device_caps":   unsafe.Offsetof(capability.DeviceCaps),
+			"v4l2_fmtdesc.description":      unsafe.Offsetof(fmtdesc.Description),
+			"v4l2_fmtdesc.pixelformat":      unsafe.Offsetof(fmtdesc.PixelFormat),
+			"v4l2_fmtdesc.mbus_code":        unsafe.Offsetof(fmtdesc.MbusCode),
+			"v4l2_pix_format.bytesperline":  unsafe.Offsetof(format.Fmt.Pix.BytesPerLine),
+			"v4l2_pix_format.sizeimage":     unsafe.Offsetof(format.Fmt.Pix.SizeImage),
+			"v4l2_pix_format.xfer_func":     unsafe.Offsetof(format.Fmt.Pix.XferFunc),
+			"v4l2_format.fmt":               unsafe.Offsetof(format.Fmt),
+			"v4l2_requestbuffers.flags":     unsafe.Offsetof(reqbufs.Flags),
+			"v4l2_buffer.field":             unsafe.Offsetof(buffer.Field),
+			"v4l2_buffer.timestamp":         unsafe.Offsetof(buffer.Timestamp),
+			"v4l2_buffer.timecode":          unsafe.Offsetof(buffer.Timecode),
+			"v4l2_buffer.sequence":          unsafe.Offsetof(buffer.Sequence),
+			"v4l2_buffer.memory":            unsafe.Offsetof(buffer.Memory),
+			"v4l2_buffer.m":                 unsafe.Offsetof(buffer.M),
+			"v4l2_buffer.length":            unsafe.Offsetof(buffer.Length),
+			"v4l2_buffer.reserved2":         unsafe.Offsetof(buffer.Reserved2),
+			"v4l2_buffer.request_fd":        unsafe.Offsetof(buffer.RequestFD),
+			"v4l2_captureparm.timeperframe": unsafe.Offsetof(parm.Parm.Capture.TimePerFrame),
+			"v4l2_streamparm.parm":          unsafe.Offsetof(parm.Parm),
+		},
+		ioctls: map[string]uintptr{
+			"VIDIOC_QUERYCAP":  vidiocQueryCap,
+			"VIDIOC_ENUM_FMT":  vidiocEnumFmt,
+			"VIDIOC_G_FMT":     vidiocGFmt,
+			"VIDIOC_S_FMT":     vidiocSFmt,
+			"VIDIOC_REQBUFS":   vidiocReqBufs,
+			"VIDIOC_QUERYBUF":  vidiocQueryBuf,
+			"VIDIOC_QBUF":      vidiocQBuf,
+			"VIDIOC_DQBUF":     vidiocDQBuf,
+			"VIDIOC_STREAMON":  vidiocStreamOn,
+			"VIDIOC_STREAMOFF": vidiocStreamOff,
+			"VIDIOC_G_PARM":    vidiocGParm,
+			"VIDIOC_S_PARM":    vidiocSParm,
+		},
+	}
+}
+
+func compareTable(t *testing.T, what string, want, got map[string]uintptr) {
+	t.Helper()
+	if len(want) != len(got) {
+		t.Errorf("%s: %d reference entries, %d measured: tables out of step", what, len(want), len(got))
+	}
+	for name, w := range want {
+		g, ok := got[name]
+		switch {
+		case !ok:
+			t.Errorf("%s %s: not measured", what, name)
+		case g != w:
+			t.Errorf("%s %s on %s = %#x, kernel ABI says %#x", what, name, runtime.GOARCH, g, w)
+		}
+	}
+}
+
+func TestABISizes(t *testing.T) {
+	want, got := expectedLayout(t), goLayout()
+	compareTable(t, "size of", want.sizes, got.sizes)
+}
+
+func TestABIOffsets(t *testing.T) {
+	want, got := expectedLayout(t), goLayout()
+	compareTable(t, "offset of", want.offsets, got.offsets)
+}
+
+func TestABIIoctlNumbers(t *testing.T) {
+	want, got := expectedLayout(t), goLayout()
+	compareTable(t, "request", want.ioctls, got.ioctls)
+}
+
+func TestIocMacros(t *testing.T) {
+	// Values from the asm-generic macros, independent of any V4L2 struct.
+	tests := []struct {
+		name string
+		got  uintptr
+		want uintptr
+	}{
+		{"_IO-like none", ioc(iocNone, 'V', 1, 0), 0x00005601},
+		{"_IOR size 4", ior('V', 3, 4), 0x80045603},
+		{"_IOW size 4", iow('V', 18, 4), 0x40045612},
+		{"_IOWR size 0x3fff", iowr('V', 0xff, 0x3fff), 0xffff56ff},
+	}
+	for _, tt := range tests {
+		if tt.got != tt.want {
+			t.Errorf("%s = %#x, want %#x", tt.name, tt.got, tt.want)
+		}
+	}
+}
+
+func TestBufferOffsetUnion(t *testing.T) {
+	var b v4l2Buffer
+	b.setOffset(0x12345000)
+	if got := b.offset(); got != 0x12345000 {
+		t.Fatalf("offset() = %#x after setOffset(0x12345000)", got)
+	}
+	// The kernel reads m.offset from the first 4 bytes of the union.
+	first := *(*uint32)(unsafe.Pointer(uintptr(unsafe.Pointer(&b)) + unsafe.Offsetof(b.M)))
+	if first != 0x12345000 {
+		t.Fatalf("first word of union m = %#x, want 0x12345000 (little-endian)", first)
+	}
+}
+
+func TestFourCC(t *testing.T) {
+	tests := []struct {
+		code uint32
+		want string
+		num  uint32
+	}{
+		{pixFmtYUYV, "YUYV", 0x56595559},
+		{pixFmtH264, "H264", 0x34363248},
+		{pixFmtMJPEG, "MJPG", 0x47504a4d},
+		{pixFmtYUV420, "YU12", 0x32315559},
+		{pixFmtNV12, "NV12", 0x3231564e},
+		{0x01020304, "????", 0x01020304},
+	}
+	for _, tt := range tests {
+		if got := fourccString(tt.code); got != tt.want {
+			t.Errorf("fourccString(%#x) = %q, want %q", tt.code, got, tt.want)
+		}
+		if tt.code != tt.num {
+			t.Errorf("fourcc %s = %#x, want %#x", tt.want, tt.code, tt.num)
+		}
+	}
+}
