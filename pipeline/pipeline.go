@@ -1,0 +1,238 @@
+// Package pipeline runs the capture loops: camera -> H.264 encoder -> hub and
+// microphone -> Opus encoder -> hub. The loops run from start to shutdown,
+// live or not, so going live is one forced keyframe away.
+package pipeline
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/onair/onair/device"
+	"github.com/onair/onair/encoder"
+	"github.com/onair/onair/media"
+)
+
+// Hub is what the pipeline needs of the broadcast hub.
+type Hub interface {
+	Publish(media.Sample)
+	KeyframeDue(capture time.Duration) bool
+	SetProblem(string)
+}
+
+// Video is the video half: a source, its encoder, and a fallback source (the
+// slate) used when the camera fails, so the broadcast goes on.
+type Video struct {
+	Source   device.VideoSource
+	Encoder  encoder.VideoEncoder
+	Fallback func() (device.VideoSource, error)
+	// Name describes the source for status ("test pattern", "/dev/video0").
+	Name string
+}
+
+// Audio is the audio half; nil Source means no audio track.
+type Audio struct {
+	Source  device.AudioSource
+	Encoder encoder.AudioEncoder
+	Name    string
+}
+
+// Pipeline owns both loops. Run starts them; it returns when ctx ends.
+type Pipeline struct {
+	video Video
+	audio Audio
+	hub   Hub
+	log   *slog.Logger
+
+	bitrateKbps atomic.Int64 // wanted; applied by the video loop
+	stats       stats
+}
+
+// New makes a pipeline; nothing runs until Run.
+func New(video Video, audio Audio, hub Hub, bitrateKbps int, log *slog.Logger) *Pipeline {
+	p := &Pipeline{video: video, audio: audio, hub: hub, log: log}
+	p.bitrateKbps.Store(int64(bitrateKbps))
+	p.stats.applied.Store(int64(bitrateKbps))
+	p.stats.peak.Store(math.Float64bits(SilenceDBFS))
+	p.stats.rms.Store(math.Float64bits(SilenceDBFS))
+	return p
+}
+
+// Run runs the loops until ctx ends, then closes sources and encoders.
+func (p *Pipeline) Run(ctx context.Context) error {
+	var wg sync.WaitGroup
+	errs := make([]error, 2)
+	wg.Add(1)
+	go func() { defer wg.Done(); errs[0] = p.runVideo(ctx) }()
+	if p.audio.Source != nil {
+		wg.Add(1)
+		go func() { defer wg.Done(); errs[1] = p.runAudio(ctx) }()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+// SetBitrate asks the video encoder for a new bitrate; it applies before the
+// next picture.
+func (p *Pipeline) SetBitrate(kbps int) { p.bitrateKbps.Store(int64(kbps)) }
+
+func (p *Pipeline) runVideo(ctx context.Context) error {
+	src := p.video.Source
+	defer func() { src.Close(); p.video.Encoder.Close() }()
+	usingFallback := false
+	for {
+		frame, err := src.ReadVideo(ctx)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			if usingFallback || p.video.Fallback == nil {
+				return fmt.Errorf("video source: %w", err)
+			}
+			// The camera went away: switch to the slate and say so; the
+			// broadcast and its viewers go on.
+			p.log.Error("camera failed, showing the slate", "source", p.video.Name, "err", err)
+			p.hub.SetProblem(fmt.Sprintf("camera %s failed: %v", p.video.Name, err))
+			src.Close()
+			if src, err = p.video.Fallback(); err != nil {
+				return fmt.Errorf("video fallback: %w", err)
+			}
+			usingFallback = true
+			p.stats.cameraLost.Store(true)
+			continue
+		}
+		if want := p.bitrateKbps.Load(); want != p.stats.applied.Load() {
+			if err := p.video.Encoder.SetBitrate(int(want)); err != nil {
+				p.log.Error("set bitrate", "kbps", want, "err", err)
+			} else {
+				p.log.Info("video bitrate changed", "kbps", want)
+			}
+			p.stats.applied.Store(want) // do not retry a refused value every frame
+		}
+		force := p.hub.KeyframeDue(frame.Capture)
+		sample, ok, err := p.video.Encoder.Encode(frame, force)
+		if err != nil {
+			return fmt.Errorf("encode video: %w", err)
+		}
+		if !ok {
+			continue
+		}
+		p.stats.videoFrame(frame.Capture, len(sample.Data))
+		p.hub.Publish(sample)
+	}
+}
+
+func (p *Pipeline) runAudio(ctx context.Context) error {
+	defer func() { p.audio.Source.Close(); p.audio.Encoder.Close() }()
+	var samples []media.Sample
+	for {
+		frame, err := p.audio.Source.ReadAudio(ctx)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			p.log.Error("microphone failed, audio stops", "source", p.audio.Name, "err", err)
+			p.hub.SetProblem(fmt.Sprintf("microphone %s failed: %v", p.audio.Name, err))
+			return nil // video goes on without sound
+		}
+		p.stats.audioLevel(frame)
+		samples, err = p.audio.Encoder.Encode(samples[:0], frame)
+		if err != nil {
+			return fmt.Errorf("encode audio: %w", err)
+		}
+		for _, s := range samples {
+			p.hub.Publish(s)
+		}
+	}
+}
+
+// Stats are the pipeline's measurements over the last second.
+type Stats struct {
+	FPS         float64
+	BitrateKbps float64
+	// TargetBitrateKbps is what the encoder is set to.
+	TargetBitrateKbps int
+	PeakDBFS, RMSDBFS float64
+	FramesEncoded     uint64
+	CameraLost        bool
+}
+
+// Stats returns the latest measurements.
+func (p *Pipeline) Stats() Stats {
+	return Stats{
+		FPS:               math.Float64frombits(p.stats.fps.Load()),
+		BitrateKbps:       math.Float64frombits(p.stats.kbps.Load()),
+		TargetBitrateKbps: int(p.stats.applied.Load()),
+		PeakDBFS:          math.Float64frombits(p.stats.peak.Load()),
+		RMSDBFS:           math.Float64frombits(p.stats.rms.Load()),
+		FramesEncoded:     p.stats.frames.Load(),
+		CameraLost:        p.stats.cameraLost.Load(),
+	}
+}
+
+// stats is written by the loops and read by anyone.
+type stats struct {
+	applied    atomic.Int64
+	fps, kbps  atomic.Uint64 // float64 bits
+	peak, rms  atomic.Uint64 // float64 bits
+	frames     atomic.Uint64
+	cameraLost atomic.Bool
+
+	// video window, owned by the video loop
+	windowStart         time.Duration
+	windowFrames        int
+	windowBytes         int
+	windowStarted       bool
+	audioWindowStart    time.Duration
+	audioPeak, audioSum float64
+	audioCount          int
+	audioStarted        bool
+}
+
+func (s *stats) videoFrame(capture time.Duration, size int) {
+	s.frames.Add(1)
+	if !s.windowStarted {
+		s.windowStart, s.windowStarted = capture, true
+	}
+	s.windowFrames++
+	s.windowBytes += size
+	if elapsed := capture - s.windowStart; elapsed >= time.Second {
+		secs := elapsed.Seconds()
+		s.fps.Store(math.Float64bits(float64(s.windowFrames-1) / secs))
+		s.kbps.Store(math.Float64bits(float64(s.windowBytes) * 8 / 1000 / secs))
+		s.windowStart, s.windowFrames, s.windowBytes = capture, 1, size
+	}
+}
+
+func (s *stats) audioLevel(f media.AudioFrame) {
+	if !s.audioStarted {
+		s.audioWindowStart, s.audioStarted = f.Capture, true
+	}
+	for _, v := range f.Samples {
+		x := float64(v) / 32768
+		s.audioSum += x * x
+		s.audioPeak = max(s.audioPeak, math.Abs(x))
+	}
+	s.audioCount += len(f.Samples)
+	if f.Capture-s.audioWindowStart >= time.Second && s.audioCount > 0 {
+		s.peak.Store(math.Float64bits(dbfs(s.audioPeak)))
+		s.rms.Store(math.Float64bits(dbfs(math.Sqrt(s.audioSum / float64(s.audioCount)))))
+		s.audioWindowStart, s.audioPeak, s.audioSum, s.audioCount = f.Capture, 0, 0, 0
+	}
+}
+
+// SilenceDBFS is the level reported for silence (and before any audio), a
+// finite floor so that JSON and Prometheus can carry it.
+const SilenceDBFS = -120.0
+
+func dbfs(x float64) float64 {
+	if x <= 0 {
+		return SilenceDBFS
+	}
+	return max(SilenceDBFS, math.Round(20*math.Log10(x)*10)/10)
+}

@@ -1,0 +1,165 @@
+//go:build cgo
+
+package pipeline
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"strings"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/onair/onair/broadcast"
+	"github.com/onair/onair/device"
+	"github.com/onair/onair/device/testsrc"
+	"github.com/onair/onair/encoder"
+	"github.com/onair/onair/encoder/opus"
+	"github.com/onair/onair/encoder/x264"
+	"github.com/onair/onair/media"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// failingCamera delivers a few frames, then fails like an unplugged camera.
+type failingCamera struct {
+	inner *testsrc.Pattern
+	left  int
+}
+
+func (c *failingCamera) ReadVideo(ctx context.Context) (media.VideoFrame, error) {
+	if c.left == 0 {
+		return media.VideoFrame{}, errors.New("no such device")
+	}
+	c.left--
+	return c.inner.ReadVideo(ctx)
+}
+
+func (c *failingCamera) Close() error { return nil }
+
+func newPipeline(t *testing.T, hub *broadcast.Hub, camera device.VideoSource, clock *device.Clock) *Pipeline {
+	t.Helper()
+	venc, err := x264.New(encoder.VideoParams{Width: 320, Height: 240, FPS: 30, BitrateKbps: 300, KeyframeInterval: 2 * time.Second}, x264.Options{Preset: "ultrafast"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	aenc, err := opus.New(48000, 1, 64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return New(
+		Video{Source: camera, Encoder: venc, Name: "camera", Fallback: func() (device.VideoSource, error) {
+			return testsrc.NewPattern(320, 240, 30, clock, nil)
+		}},
+		Audio{Source: testsrc.NewTone(clock), Encoder: aenc, Name: "tone"},
+		hub, 300, slog.New(slog.NewTextHandler(io.Discard, nil)))
+}
+
+func TestPipelineFeedsHub(t *testing.T) {
+	clock := device.NewClock()
+	hub := broadcast.New(broadcast.Options{KeyframeMinInterval: 150 * time.Millisecond})
+	pattern, err := testsrc.NewPattern(320, 240, 30, clock, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := newPipeline(t, hub, pattern, clock)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() { done <- p.Run(ctx) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	}()
+
+	sink := hub.AddSink(broadcast.SinkOptions{Name: "test"})
+	defer sink.Close()
+	if _, err := hub.GoLive(ctx, broadcast.LiveOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	var video, audio int
+	var lastVideo, lastAudio time.Duration
+	for video < 45 {
+		s, err := sink.Next(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if video == 0 && audio == 0 && !s.Keyframe {
+			t.Fatal("the first sample after going live must be a keyframe")
+		}
+		switch s.Kind {
+		case media.Video:
+			if video > 0 && s.Capture <= lastVideo {
+				t.Fatalf("video capture times go back: %v after %v", s.Capture, lastVideo)
+			}
+			video++
+			lastVideo = s.Capture
+		case media.Audio:
+			if audio > 0 && s.Capture != lastAudio+20*time.Millisecond {
+				t.Fatalf("audio capture step %v", s.Capture-lastAudio)
+			}
+			audio++
+			lastAudio = s.Capture
+		}
+	}
+	if audio < 60 { // 1.5 s of video: about 75 audio packets
+		t.Fatalf("%d audio packets with 45 video frames", audio)
+	}
+	// Audio and video share one clock: their latest samples are close.
+	if d := lastVideo - lastAudio; d > 200*time.Millisecond || d < -200*time.Millisecond {
+		t.Fatalf("audio and video clocks drift apart by %v", d)
+	}
+	st := p.Stats()
+	if st.FPS < 25 || st.FPS > 35 || st.BitrateKbps <= 0 {
+		t.Fatalf("stats %+v, want about 30 fps", st)
+	}
+	if st.RMSDBFS > -19 || st.RMSDBFS < -23 {
+		t.Fatalf("audio rms %.1f dBFS, the tone is about -21", st.RMSDBFS)
+	}
+	p.SetBitrate(600)
+	for i := 0; i < 3; i++ {
+		sink.Next(ctx)
+	}
+	if got := p.Stats().TargetBitrateKbps; got != 600 {
+		t.Fatalf("target bitrate %d after SetBitrate(600)", got)
+	}
+}
+
+func TestCameraFailureFallsBackToSlate(t *testing.T) {
+	clock := device.NewClock()
+	hub := broadcast.New(broadcast.Options{})
+	inner, err := testsrc.NewPattern(320, 240, 30, clock, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := newPipeline(t, hub, &failingCamera{inner: inner, left: 5}, clock)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() { done <- p.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	sink := hub.AddSink(broadcast.SinkOptions{Name: "test"})
+	defer sink.Close()
+	if _, err := hub.GoLive(ctx, broadcast.LiveOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	for frames := 0; frames < 20; {
+		s, err := sink.Next(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if s.Kind == media.Video {
+			frames++
+		}
+	}
+	st, _ := hub.Status()
+	if st.State != broadcast.Live || !strings.Contains(st.Error, "camera camera failed") {
+		t.Fatalf("status %+v: want live with the camera problem shown", st)
+	}
+	if !p.Stats().CameraLost {
+		t.Fatal("stats do not report the lost camera")
+	}
+}
