@@ -1,0 +1,183 @@
+package v4l2
+
+import (
+	"errors"
+	"fmt"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"unsafe"
+
+	"github.com/onair/onair/media"
+)
+
+// Info describes a V4L2 device node as VIDIOC_QUERYCAP and VIDIOC_ENUM_FMT
+// report it: enough for `video.source: auto` to find a camera and for the
+// encoder to find the Pi's bcm2835-codec-encode.
+type Info struct {
+	Path   string
+	Driver string
+	Card   string
+	Bus    string
+	// Caps are the capabilities of this node (device_caps when the driver
+	// sets it, V4L2_CAP_* bits).
+	Caps uint32
+	// Capture is true for a camera-like node: video capture with streaming
+	// I/O and not a codec. MultiPlanar tells whether it uses the _MPLANE
+	// buffer types; Source handles single-planar capture only.
+	Capture bool
+	// M2M is true for a memory-to-memory device (codec, scaler).
+	M2M         bool
+	MultiPlanar bool
+	// Formats are what the node delivers: a camera's pictures, or an M2M
+	// codec's coded output (its capture queue).
+	Formats []FormatInfo
+	// OutputFormats are what an M2M device consumes (its output queue);
+	// empty for cameras.
+	OutputFormats []FormatInfo
+}
+
+// FormatInfo is one entry of a queue's format list.
+type FormatInfo struct {
+	// FourCC is the V4L2 code ("YUYV", "H264", "pRAA").
+	FourCC string
+	// Format is the matching pixel format, 0 when this package cannot
+	// deliver it.
+	Format      media.PixelFormat
+	Description string
+	Compressed  bool
+}
+
+// Offers reports whether a queue lists the pixel format.
+func Offers(formats []FormatInfo, f media.PixelFormat) bool {
+	for _, fi := range formats {
+		if fi.Format == f {
+			return true
+		}
+	}
+	return false
+}
+
+// Probe opens the node at path, reads what it is and closes it again. It
+// does not start streaming, so it works on a camera another process uses.
+func Probe(path string) (Info, error) {
+	dev, err := OpenNode(path)
+	if err != nil {
+		return Info{Path: path}, fmt.Errorf("probe: %w", err)
+	}
+	info, err := ProbeDevice(dev, path)
+	if closeErr := dev.Close(); err == nil && closeErr != nil {
+		err = fmt.Errorf("probe %s: close: %w", path, closeErr)
+	}
+	return info, err
+}
+
+// ProbeDevice is Probe on an open device (a node or a FakeCamera); it leaves
+// dev open.
+func ProbeDevice(dev Device, path string) (Info, error) {
+	info := Info{Path: path}
+	var capability v4l2Capability
+	if err := dev.Ioctl(vidiocQueryCap, unsafe.Pointer(&capability)); err != nil {
+		return info, fmt.Errorf("query capabilities of %s: %w", path, err)
+	}
+	caps := effectiveCaps(&capability)
+	info.Driver = cString(capability.Driver[:])
+	info.Card = cString(capability.Card[:])
+	info.Bus = cString(capability.BusInfo[:])
+	info.Caps = caps
+	info.M2M = caps&(capVideoM2M|capVideoM2MMplane) != 0
+	info.MultiPlanar = caps&(capVideoCaptureMplane|capVideoOutputMplane|capVideoM2MMplane) != 0
+	streaming := caps&capStreaming != 0
+	info.Capture = streaming && !info.M2M && caps&(capVideoCapture|capVideoCaptureMplane) != 0
+
+	var captureType, outputType uint32
+	switch {
+	case info.M2M && info.MultiPlanar:
+		captureType, outputType = bufTypeVideoCaptureMplane, bufTypeVideoOutputMplane
+	case info.M2M:
+		captureType, outputType = bufTypeVideoCapture, bufTypeVideoOutput
+	case caps&capVideoCapture != 0:
+		captureType = bufTypeVideoCapture
+	case caps&capVideoCaptureMplane != 0:
+		captureType = bufTypeVideoCaptureMplane
+	default:
+		// Metadata, radio, VBI nodes: nothing more to list.
+		return info, nil
+	}
+	var err error
+	if info.Formats, err = listFormats(dev, captureType); err != nil {
+		return info, fmt.Errorf("list formats of %s: %w", path, err)
+	}
+	if outputType != 0 {
+		if info.OutputFormats, err = listFormats(dev, outputType); err != nil {
+			return info, fmt.Errorf("list output formats of %s: %w", path, err)
+		}
+	}
+	return info, nil
+}
+
+func listFormats(dev Device, bufType uint32) ([]FormatInfo, error) {
+	descs, err := enumFormats(dev, bufType)
+	out := make([]FormatInfo, 0, len(descs))
+	for _, d := range descs {
+		out = append(out, FormatInfo{
+			FourCC:      fourccString(d.code),
+			Format:      formatOf(d.code),
+			Description: d.description,
+			Compressed:  d.flags&fmtFlagCompressed != 0,
+		})
+	}
+	return out, err
+}
+
+// List probes every /dev/video* node, in numeric order. Nodes that cannot be
+// probed are left out of the list; their errors come back joined, for the
+// caller to log, next to the nodes that worked.
+func List() ([]Info, error) {
+	paths, err := filepath.Glob("/dev/video*")
+	if err != nil {
+		return nil, fmt.Errorf("list cameras: %w", err)
+	}
+	return listNodes(paths, OpenNode)
+}
+
+// listNodes is List over given paths and an opener, so tests can use fakes.
+func listNodes(paths []string, open func(string) (Device, error)) ([]Info, error) {
+	sortNodes(paths)
+	var infos []Info
+	var errs []error
+	for _, path := range paths {
+		dev, err := open(path)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("probe: %w", err))
+			continue
+		}
+		info, err := ProbeDevice(dev, path)
+		dev.Close()
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		infos = append(infos, info)
+	}
+	return infos, errors.Join(errs...)
+}
+
+// sortNodes orders /dev/video2 before /dev/video10.
+func sortNodes(paths []string) {
+	number := func(p string) int {
+		n, err := strconv.Atoi(strings.TrimPrefix(filepath.Base(p), "video"))
+		if err != nil {
+			return -1
+		}
+		return n
+	}
+	sort.SliceStable(paths, func(i, j int) bool {
+		ni, nj := number(paths[i]), number(paths[j])
+		if ni != nj {
+			return ni < nj
+		}
+		return paths[i] < paths[j]
+	})
+}
