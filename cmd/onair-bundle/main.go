@@ -1,0 +1,299 @@
+// Command onair-bundle makes signing keys and builds, signs and verifies
+// OnAir update bundles on a workstation or in the image build.
+//
+//	onair-bundle keygen -out release          # release.key (secret), release.pub
+//	onair-bundle create -key release.key -version 1.4.2 -board pi4 \
+//	    [-boot boot.vfat] -rootfs rootfs.ext4 -out onair-pi4-1.4.2.bundle
+//	onair-bundle verify -keys trusted.pub [-board pi4] onair-pi4-1.4.2.bundle
+//
+// The format is described in docs/bundle.md.
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/onair/onair/ota/bundle"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	err := run(ctx, os.Args[1:], os.Stdout)
+	stop()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "onair-bundle:", err)
+		if errors.Is(err, flag.ErrHelp) {
+			os.Exit(2)
+		}
+		os.Exit(1)
+	}
+}
+
+const usage = "usage: onair-bundle keygen|create|verify [flags] (see -h of each)"
+
+func run(ctx context.Context, args []string, stdout io.Writer) error {
+	if len(args) == 0 {
+		return fmt.Errorf("%w: %s", flag.ErrHelp, usage)
+	}
+	switch args[0] {
+	case "keygen":
+		return keygen(args[1:], stdout)
+	case "create":
+		return create(ctx, args[1:], stdout)
+	case "verify":
+		return verify(ctx, args[1:], stdout)
+	}
+	return fmt.Errorf("%w: unknown command %q; %s", flag.ErrHelp, args[0], usage)
+}
+
+// stringList collects a repeated flag (-key a -key b).
+type stringList []string
+
+func (l *stringList) String() string     { return strings.Join(*l, ",") }
+func (l *stringList) Set(v string) error { *l = append(*l, v); return nil }
+
+func keygen(args []string, stdout io.Writer) error {
+	fs := flag.NewFlagSet("keygen", flag.ContinueOnError)
+	out := fs.String("out", "", "path prefix: writes PREFIX.key (secret, mode 0600) and PREFIX.pub")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *out == "" || fs.NArg() > 0 {
+		return fmt.Errorf("%w: keygen -out PREFIX", flag.ErrHelp)
+	}
+	priv, pub, err := bundle.GenerateKey(rand.Reader)
+	if err != nil {
+		return err
+	}
+	// O_EXCL: overwriting a signing key by accident would lock out every box
+	// that trusts only the old one.
+	f, err := os.OpenFile(*out+".key", os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return fmt.Errorf("write private key: %w", err)
+	}
+	if _, err := f.Write(priv); err != nil {
+		f.Close()
+		return fmt.Errorf("write private key: %w", err)
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("write private key: %w", err)
+	}
+	if err := os.WriteFile(*out+".pub", pub, 0o644); err != nil {
+		return fmt.Errorf("write public key: %w", err)
+	}
+	kr, err := bundle.ParseKeyring(pub)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "key %s: %s.key (keep secret), %s.pub (goes into the image)\n", kr.IDs()[0], *out, *out)
+	return nil
+}
+
+func create(ctx context.Context, args []string, stdout io.Writer) error {
+	fs := flag.NewFlagSet("create", flag.ContinueOnError)
+	var keys stringList
+	fs.Var(&keys, "key", "private key file; repeat to sign with several keys (key rotation)")
+	version := fs.String("version", "", "firmware version MAJOR.MINOR.PATCH")
+	board := fs.String("board", "", "board: pi4, pi5, zero2w")
+	bootPath := fs.String("boot", "", "boot partition image (optional)")
+	rootfsPath := fs.String("rootfs", "", "root file system image")
+	out := fs.String("out", "", "bundle file to write")
+	created := fs.String("created-at", "", "creation time, RFC 3339 (default: SOURCE_DATE_EPOCH, else now)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if len(keys) == 0 || *version == "" || *board == "" || *rootfsPath == "" || *out == "" || fs.NArg() > 0 {
+		return fmt.Errorf("%w: create -key K [-key K2] -version V -board B [-boot IMG] -rootfs IMG -out FILE", flag.ErrHelp)
+	}
+	createdAt, err := creationTime(*created)
+	if err != nil {
+		return err
+	}
+	opts := bundle.CreateOptions{Version: *version, Board: *board, CreatedAt: createdAt}
+	for _, k := range keys {
+		data, err := os.ReadFile(k)
+		if err != nil {
+			return fmt.Errorf("read key: %w", err)
+		}
+		priv, err := bundle.ParsePrivateKey(data)
+		if err != nil {
+			return fmt.Errorf("%s: %w", k, err)
+		}
+		opts.Keys = append(opts.Keys, priv)
+	}
+	image, err := openImage(*bootPath, *rootfsPath)
+	if err != nil {
+		return err
+	}
+	defer image.Close()
+	opts.BootSize = image.bootSize
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	// Written next to the target and renamed at the end, so a failed or
+	// interrupted run never leaves a plausible-looking partial bundle.
+	tmp, err := os.CreateTemp(dirOf(*out), ".onair-bundle-*")
+	if err != nil {
+		return fmt.Errorf("create bundle: %w", err)
+	}
+	defer os.Remove(tmp.Name())
+	m, err := bundle.Create(tmp, image, opts)
+	if err == nil {
+		err = tmp.Sync()
+	}
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return err
+	}
+	if err := os.Rename(tmp.Name(), *out); err != nil {
+		return fmt.Errorf("create bundle: %w", err)
+	}
+	fmt.Fprintf(stdout, "%s: version %s for %s, image %d bytes, sha256 %s, %d signature(s)\n",
+		*out, m.Version, m.Board, m.ImageSize, m.ImageSHA256, len(opts.Keys))
+	return nil
+}
+
+func creationTime(flagValue string) (time.Time, error) {
+	if flagValue != "" {
+		t, err := time.Parse(time.RFC3339, flagValue)
+		if err != nil {
+			return time.Time{}, fmt.Errorf("-created-at: %w", err)
+		}
+		return t, nil
+	}
+	if epoch := os.Getenv("SOURCE_DATE_EPOCH"); epoch != "" {
+		s, err := strconv.ParseInt(epoch, 10, 64)
+		if err != nil {
+			return time.Time{}, fmt.Errorf("SOURCE_DATE_EPOCH: %w", err)
+		}
+		return time.Unix(s, 0).UTC(), nil
+	}
+	return time.Now().UTC(), nil
+}
+
+func dirOf(path string) string {
+	if i := strings.LastIndexByte(path, '/'); i >= 0 {
+		return path[:i+1]
+	}
+	return "."
+}
+
+// image reads an optional boot image followed by the rootfs image as one
+// seekable stream, the bundle's image layout.
+type image struct {
+	boot, rootfs *os.File
+	bootSize     int64
+	r            io.ReadSeeker
+}
+
+func openImage(bootPath, rootfsPath string) (*image, error) {
+	img := &image{}
+	rootfs, err := os.Open(rootfsPath)
+	if err != nil {
+		return nil, fmt.Errorf("open rootfs image: %w", err)
+	}
+	img.rootfs = rootfs
+	rootfsSize, err := rootfs.Seek(0, io.SeekEnd)
+	if err != nil {
+		img.Close()
+		return nil, fmt.Errorf("size of rootfs image: %w", err)
+	}
+	if bootPath == "" {
+		img.r = io.NewSectionReader(rootfs, 0, rootfsSize)
+		return img, nil
+	}
+	boot, err := os.Open(bootPath)
+	if err != nil {
+		img.Close()
+		return nil, fmt.Errorf("open boot image: %w", err)
+	}
+	img.boot = boot
+	if img.bootSize, err = boot.Seek(0, io.SeekEnd); err != nil {
+		img.Close()
+		return nil, fmt.Errorf("size of boot image: %w", err)
+	}
+	img.r = io.NewSectionReader(concatReaderAt{boot, img.bootSize, rootfs}, 0, img.bootSize+rootfsSize)
+	return img, nil
+}
+
+func (img *image) Read(p []byte) (int, error)                { return img.r.Read(p) }
+func (img *image) Seek(off int64, whence int) (int64, error) { return img.r.Seek(off, whence) }
+func (img *image) Close() error {
+	if img.boot != nil {
+		img.boot.Close()
+	}
+	return img.rootfs.Close()
+}
+
+// concatReaderAt is a then b, with a of size aSize.
+type concatReaderAt struct {
+	a     io.ReaderAt
+	aSize int64
+	b     io.ReaderAt
+}
+
+func (c concatReaderAt) ReadAt(p []byte, off int64) (int, error) {
+	if off >= c.aSize {
+		return c.b.ReadAt(p, off-c.aSize)
+	}
+	n := min(int64(len(p)), c.aSize-off)
+	k, err := c.a.ReadAt(p[:n], off)
+	if err != nil || int64(len(p)) == n {
+		return k, err
+	}
+	m, err := c.b.ReadAt(p[n:], 0)
+	return k + m, err
+}
+
+func verify(ctx context.Context, args []string, stdout io.Writer) error {
+	fs := flag.NewFlagSet("verify", flag.ContinueOnError)
+	keysPath := fs.String("keys", "", "trusted public keys (one or more PEM blocks)")
+	board := fs.String("board", "", "refuse a bundle for another board")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *keysPath == "" || fs.NArg() != 1 {
+		return fmt.Errorf("%w: verify -keys FILE [-board B] BUNDLE", flag.ErrHelp)
+	}
+	data, err := os.ReadFile(*keysPath)
+	if err != nil {
+		return fmt.Errorf("read keys: %w", err)
+	}
+	keys, err := bundle.ParseKeyring(data)
+	if err != nil {
+		return err
+	}
+	f, err := os.Open(fs.Arg(0))
+	if err != nil {
+		return fmt.Errorf("open bundle: %w", err)
+	}
+	defer f.Close()
+	b, err := bundle.Open(f, keys)
+	if err != nil {
+		return fmt.Errorf("%s: %w", fs.Arg(0), err)
+	}
+	if *board != "" && b.Manifest.Board != *board {
+		return fmt.Errorf("%s: bundle is for %s, not %s", fs.Arg(0), b.Manifest.Board, *board)
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if _, err := io.Copy(io.Discard, b.Image()); err != nil {
+		return fmt.Errorf("%s: %w", fs.Arg(0), err)
+	}
+	m := b.Manifest
+	fmt.Fprintf(stdout, "%s: OK, signed by %s: version %s for %s, image %d bytes (boot %d), sha256 %s, created %s\n",
+		fs.Arg(0), b.KeyID, m.Version, m.Board, m.ImageSize, m.BootSize, m.ImageSHA256, m.CreatedAt)
+	return nil
+}

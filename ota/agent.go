@@ -1,0 +1,408 @@
+package ota
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/onair/onair/ota/bundle"
+)
+
+// Config is what the agent needs to know about the box.
+type Config struct {
+	// DataDir holds the update state; it must be on the data partition that
+	// both slots mount.
+	DataDir string
+	// Board is this board's name as bundles name it (pi4, pi5, zero2w).
+	Board string
+	// Version is the running firmware's version (MAJOR.MINOR.PATCH).
+	Version string
+	// Keys are the trusted signing keys.
+	Keys *bundle.Keyring
+	// AllowDowngrade is ota.allow_downgrade; a downgrade needs it AND the
+	// request's Downgrade.
+	AllowDowngrade bool
+	// Slots are the two slots, A and B.
+	Slots [2]Slot
+	// Bootloader is this board's boot selection.
+	Bootloader Bootloader
+	// HealthDeadline bounds the wait for health on a trial boot. Default 5m.
+	HealthDeadline time.Duration
+	// MaxTrialBoots is how many trial boots are started before an update
+	// that never reports health is given up. Default 3.
+	MaxTrialBoots int
+	// Download tunes HTTP downloads; zero values are sensible defaults.
+	Download DownloadOptions
+	// Clock defaults to real time.
+	Clock Clock
+	// Logger defaults to slog.Default().
+	Logger *slog.Logger
+}
+
+// Agent installs updates and decides their fate after each boot.
+type Agent struct {
+	cfg Config
+	log *slog.Logger
+	// busy makes installs exclusive without blocking: a second request is
+	// refused with ErrBusy, not queued behind a long download.
+	busy sync.Mutex
+	// step, when set (tests only), is called before every durable step and
+	// can stop the agent there, as a power cut would.
+	step func(name string) error
+}
+
+// New checks cfg and returns an agent.
+func New(cfg Config) (*Agent, error) {
+	if cfg.DataDir == "" || cfg.Board == "" || cfg.Keys == nil || cfg.Bootloader == nil {
+		return nil, errors.New("ota: DataDir, Board, Keys and Bootloader are required")
+	}
+	if cfg.Keys.Len() == 0 {
+		return nil, errors.New("ota: no trusted keys")
+	}
+	if _, err := bundle.ParseVersion(cfg.Version); err != nil {
+		return nil, fmt.Errorf("ota: running %w", err)
+	}
+	for i, s := range cfg.Slots {
+		if s == nil {
+			return nil, fmt.Errorf("ota: slot %d missing", i)
+		}
+	}
+	if cfg.Slots[0].Name() == cfg.Slots[1].Name() {
+		return nil, fmt.Errorf("ota: both slots are named %q", cfg.Slots[0].Name())
+	}
+	if cfg.HealthDeadline <= 0 {
+		cfg.HealthDeadline = 5 * time.Minute
+	}
+	if cfg.MaxTrialBoots <= 0 {
+		cfg.MaxTrialBoots = 3
+	}
+	if cfg.Clock == nil {
+		cfg.Clock = realClock{}
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
+		return nil, fmt.Errorf("ota: data dir: %w", err)
+	}
+	return &Agent{cfg: cfg, log: cfg.Logger.With("component", "ota")}, nil
+}
+
+func (a *Agent) checkpoint(name string) error {
+	if a.step == nil {
+		return nil
+	}
+	return a.step(name)
+}
+
+func (a *Agent) save(step string, st State) error {
+	if err := a.checkpoint(step); err != nil {
+		return err
+	}
+	return saveState(a.cfg.DataDir, st)
+}
+
+// State returns the persisted update state.
+func (a *Agent) State() (State, error) { return loadState(a.cfg.DataDir) }
+
+func (a *Agent) otherSlot(name string) (Slot, error) {
+	switch name {
+	case a.cfg.Slots[0].Name():
+		return a.cfg.Slots[1], nil
+	case a.cfg.Slots[1].Name():
+		return a.cfg.Slots[0], nil
+	}
+	return nil, fmt.Errorf("bootloader reports slot %q, which is not configured", name)
+}
+
+// Request asks for one install.
+type Request struct {
+	// Source is a local path or an http(s) URL of the bundle.
+	Source string
+	// Downgrade allows an older version, if the config allows it too.
+	Downgrade bool
+	// Version, when set, must equal the bundle's version (the fleet command
+	// names the version it means to install).
+	Version string
+	// Progress is called when the percentage of a stage changes.
+	Progress func(Progress)
+}
+
+// Progress reports install progress.
+type Progress struct {
+	// Stage is "install" (download and write) or "verify" (read-back).
+	Stage string
+	// Percent is 0 to 100.
+	Percent int
+}
+
+// Installed describes an armed update.
+type Installed struct {
+	Version string
+	Slot    string
+	KeyID   string
+}
+
+// Install writes the bundle at req.Source into the slot that is not
+// running, verifies it and arms one trial boot of it. The caller then
+// reboots with the Bootloader's Reboot. On any error the running slot is
+// untouched and nothing new is armed.
+func (a *Agent) Install(ctx context.Context, req Request) (Installed, error) {
+	if !a.busy.TryLock() {
+		return Installed{}, ErrBusy
+	}
+	defer a.busy.Unlock()
+	inst, err := a.install(ctx, req)
+	if err != nil {
+		a.log.Error("update refused", "source", req.Source, "err", err)
+		return Installed{}, fmt.Errorf("install %s: %w", req.Source, err)
+	}
+	a.log.Info("update armed for one trial boot", "version", inst.Version, "slot", inst.Slot, "key", inst.KeyID)
+	return inst, nil
+}
+
+func (a *Agent) install(ctx context.Context, req Request) (Installed, error) {
+	bl := a.cfg.Bootloader
+	info, err := bl.Booted(ctx)
+	if err != nil {
+		return Installed{}, fmt.Errorf("ask bootloader: %w", err)
+	}
+	st, err := loadState(a.cfg.DataDir)
+	if err != nil {
+		return Installed{}, err
+	}
+	if st.Phase == PhaseTrial || st.Phase == PhaseRollingBack || info.Trial {
+		return Installed{}, ErrTrialPending
+	}
+	target, err := a.otherSlot(info.Slot)
+	if err != nil {
+		return Installed{}, err
+	}
+
+	src, err := a.openSource(ctx, req.Source)
+	if err != nil {
+		return Installed{}, err
+	}
+	defer src.Close()
+	b, err := bundle.Open(src, a.cfg.Keys)
+	if err != nil {
+		return Installed{}, err
+	}
+	m := b.Manifest
+	if err := a.admit(m, req); err != nil {
+		return Installed{}, err
+	}
+
+	boot, rootfs, err := target.Open()
+	if err != nil {
+		return Installed{}, err
+	}
+	img := &slotImage{boot: boot, rootfs: rootfs, bootSize: m.BootSize}
+	defer img.Close()
+	if err := fits(img, m); err != nil {
+		return Installed{}, err
+	}
+
+	st.Phase, st.Target, st.TargetVersion = PhaseInstalling, target.Name(), m.Version
+	st.Previous, st.PreviousVersion, st.TrialBoots, st.Reason = info.Slot, a.cfg.Version, 0, ""
+	if err := a.save("save-installing", st); err != nil {
+		return Installed{}, err
+	}
+	// An earlier install may have armed the slot about to be overwritten; no
+	// boot, even after a power cut, may find it half written.
+	if err := a.checkpoint("disarm"); err != nil {
+		return Installed{}, err
+	}
+	if err := bl.Disarm(ctx, info.Slot); err != nil {
+		return Installed{}, fmt.Errorf("disarm before writing: %w", err)
+	}
+	a.log.Info("installing update", "version", m.Version, "slot", target.Name(), "bytes", m.ImageSize, "key", b.KeyID)
+	if err := a.write(ctx, b, img, req.Progress); err != nil {
+		return Installed{}, a.abandon(st, err)
+	}
+	if err := a.checkpoint("sync"); err != nil {
+		return Installed{}, err
+	}
+	if err := img.Sync(); err != nil {
+		return Installed{}, a.abandon(st, err)
+	}
+	if err := a.checkpoint("readback"); err != nil {
+		return Installed{}, err
+	}
+	if err := readBack(ctx, img, m, req.Progress); err != nil {
+		return Installed{}, a.abandon(st, err)
+	}
+	// The state says "armed" before the bootloader is: a power cut between
+	// the two finds an armed state and an unarmed bootloader, and simply
+	// arms again, whereas the other order could boot a trial nobody tracks.
+	st.Phase = PhaseArmed
+	if err := a.save("save-armed", st); err != nil {
+		return Installed{}, err
+	}
+	if err := a.checkpoint("arm"); err != nil {
+		return Installed{}, err
+	}
+	if err := bl.ArmTrial(ctx, target.Name()); err != nil {
+		return Installed{}, a.abandon(st, fmt.Errorf("arm trial boot: %w", err))
+	}
+	return Installed{Version: m.Version, Slot: target.Name(), KeyID: b.KeyID.String()}, nil
+}
+
+// admit applies the box's policy to an authenticated manifest.
+func (a *Agent) admit(m bundle.Manifest, req Request) error {
+	if m.Board != a.cfg.Board {
+		return fmt.Errorf("%w: bundle for %q, this is %q", ErrWrongBoard, m.Board, a.cfg.Board)
+	}
+	if req.Version != "" && req.Version != m.Version {
+		return fmt.Errorf("%w: requested %s, bundle holds %s", ErrVersionMismatch, req.Version, m.Version)
+	}
+	running, err := bundle.ParseVersion(a.cfg.Version)
+	if err != nil {
+		return err
+	}
+	next, err := bundle.ParseVersion(m.Version)
+	if err != nil {
+		return err
+	}
+	if next.Compare(running) < 0 {
+		switch {
+		case !req.Downgrade:
+			return fmt.Errorf("%w: %s is older than %s and the request does not say downgrade", ErrDowngrade, m.Version, a.cfg.Version)
+		case !a.cfg.AllowDowngrade:
+			return fmt.Errorf("%w: %s is older than %s and ota.allow_downgrade is false", ErrDowngrade, m.Version, a.cfg.Version)
+		}
+	}
+	return nil
+}
+
+func fits(img *slotImage, m bundle.Manifest) error {
+	var bootCap int64
+	if img.boot != nil {
+		bootCap = img.boot.Size()
+	}
+	if m.BootSize > bootCap {
+		return fmt.Errorf("%w: boot image of %d bytes, boot partition holds %d", ErrTooLarge, m.BootSize, bootCap)
+	}
+	if rest := m.ImageSize - m.BootSize; rest > img.rootfs.Size() {
+		return fmt.Errorf("%w: rootfs image of %d bytes, partition holds %d", ErrTooLarge, rest, img.rootfs.Size())
+	}
+	return nil
+}
+
+// abandon records a failed install and returns err. The bootloader was
+// disarmed before writing, so only the state needs to go back to idle.
+func (a *Agent) abandon(st State, err error) error {
+	st.Phase = PhaseIdle
+	st.Last = &Outcome{Version: st.TargetVersion, Result: ResultFailed, Reason: err.Error()}
+	if serr := a.save("save-failed", st); serr != nil {
+		return errors.Join(err, serr)
+	}
+	return err
+}
+
+const chunkSize = 256 << 10
+
+// write streams the image into the slot. The bundle's image reader checks
+// length and hash as the bytes pass, so nothing is buffered beyond one chunk
+// and no free space the size of the image is needed.
+func (a *Agent) write(ctx context.Context, b *bundle.Bundle, img *slotImage, progress func(Progress)) error {
+	r := b.Image()
+	buf := make([]byte, chunkSize)
+	report := percentReporter("install", b.Manifest.ImageSize, progress)
+	var off int64
+	for {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		n, err := io.ReadFull(r, buf)
+		if n > 0 {
+			if _, werr := img.WriteAt(buf[:n], off); werr != nil {
+				return fmt.Errorf("write slot: %w", werr)
+			}
+			off += int64(n)
+			report(off)
+		}
+		switch {
+		case err == nil:
+		case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
+			// ReadFull turns the image reader's final io.EOF into these;
+			// a real failure (truncation, hash) comes back as itself.
+			return nil
+		default:
+			return err
+		}
+	}
+}
+
+// readBack hashes what the slot now holds, so what is armed is what was
+// signed, not what was meant to be written.
+func readBack(ctx context.Context, img *slotImage, m bundle.Manifest, progress func(Progress)) error {
+	h := sha256.New()
+	buf := make([]byte, chunkSize)
+	report := percentReporter("verify", m.ImageSize, progress)
+	for off := int64(0); off < m.ImageSize; {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		n := min(int64(len(buf)), m.ImageSize-off)
+		k, err := img.ReadAt(buf[:n], off)
+		h.Write(buf[:k])
+		off += int64(k)
+		if err != nil && !(errors.Is(err, io.EOF) && int64(k) == n) {
+			return fmt.Errorf("%w: read slot at %d: %w", ErrReadback, off, err)
+		}
+		report(off)
+	}
+	if got := hex.EncodeToString(h.Sum(nil)); got != m.ImageSHA256 {
+		return fmt.Errorf("%w: slot hashes to %s, bundle says %s", ErrReadback, got, m.ImageSHA256)
+	}
+	return nil
+}
+
+func percentReporter(stage string, total int64, progress func(Progress)) func(done int64) {
+	last := -1
+	return func(done int64) {
+		if progress == nil || total <= 0 {
+			return
+		}
+		p := int(done * 100 / total)
+		if p != last {
+			last = p
+			progress(Progress{Stage: stage, Percent: p})
+		}
+	}
+}
+
+func (a *Agent) openSource(ctx context.Context, source string) (io.ReadCloser, error) {
+	if strings.HasPrefix(source, "http://") || strings.HasPrefix(source, "https://") {
+		return openDownload(ctx, source, a.cfg.Download, a.cfg.Clock, a.log)
+	}
+	f, err := os.Open(source)
+	if err != nil {
+		return nil, fmt.Errorf("open bundle: %w", err)
+	}
+	return f, nil
+}
+
+// httpClientFor exists so DownloadOptions can carry a client for tests and
+// the daemon (proxies, CA pool) without the agent knowing.
+func httpClientFor(o DownloadOptions) (*http.Client, func()) {
+	if o.Client != nil {
+		return o.Client, func() {}
+	}
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.TLSHandshakeTimeout = o.ConnectTimeout
+	tr.ResponseHeaderTimeout = o.ConnectTimeout
+	dialer := newDialer(o.ConnectTimeout)
+	tr.DialContext = dialer.DialContext
+	return &http.Client{Transport: tr}, tr.CloseIdleConnections
+}

@@ -1,0 +1,124 @@
+package ota
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+)
+
+// Phase is where the update state machine stands.
+type Phase string
+
+// The phases, in the order an update goes through them.
+const (
+	// PhaseIdle: nothing in progress; the running slot is committed.
+	PhaseIdle Phase = "idle"
+	// PhaseInstalling: the inactive slot is being written. Never bootable.
+	PhaseInstalling Phase = "installing"
+	// PhaseArmed: the new slot is verified and one trial boot is armed.
+	PhaseArmed Phase = "armed"
+	// PhaseTrial: the trial boot has started; health decides.
+	PhaseTrial Phase = "trial"
+	// PhaseRollingBack: the trial was judged unhealthy; the next boot runs
+	// the previous slot.
+	PhaseRollingBack Phase = "rolling_back"
+)
+
+// Result is how an update ended.
+type Result string
+
+// Update results as reported after a boot.
+const (
+	ResultCommitted  Result = "committed"
+	ResultRolledBack Result = "rolled_back"
+	ResultFailed     Result = "failed"
+)
+
+// Outcome records how the last update ended.
+type Outcome struct {
+	Version string `json:"version"`
+	Result  Result `json:"result"`
+	Reason  string `json:"reason,omitempty"`
+}
+
+// State is what the agent keeps on the data partition, which both slots
+// mount, so the slot that boots next knows what the other one was doing.
+type State struct {
+	Phase           Phase  `json:"phase"`
+	Target          string `json:"target_slot,omitempty"`
+	TargetVersion   string `json:"target_version,omitempty"`
+	Previous        string `json:"previous_slot,omitempty"`
+	PreviousVersion string `json:"previous_version,omitempty"`
+	// TrialBoots counts trial boots started; a power cut during a trial
+	// costs one, and only after MaxTrialBoots is the update given up.
+	TrialBoots int `json:"trial_boots,omitempty"`
+	// Reason is why a trial is being rolled back.
+	Reason string `json:"reason,omitempty"`
+	// Last is the outcome of the most recent finished update.
+	Last *Outcome `json:"last,omitempty"`
+}
+
+const stateFile = "ota-state.json"
+
+func loadState(dir string) (State, error) {
+	data, err := os.ReadFile(filepath.Join(dir, stateFile))
+	if errors.Is(err, fs.ErrNotExist) {
+		return State{Phase: PhaseIdle}, nil
+	}
+	if err != nil {
+		return State{}, fmt.Errorf("read update state: %w", err)
+	}
+	var st State
+	if err := json.Unmarshal(data, &st); err != nil {
+		return State{}, fmt.Errorf("parse update state %s: %w", filepath.Join(dir, stateFile), err)
+	}
+	if st.Phase == "" {
+		st.Phase = PhaseIdle
+	}
+	return st, nil
+}
+
+// saveState replaces the state file so that a power cut leaves the old or
+// the new state, never a torn one: write a temporary file, fsync it, rename
+// it over the old one, fsync the directory so the rename itself is durable.
+func saveState(dir string, st State) error {
+	data, err := json.MarshalIndent(st, "", "  ")
+	if err != nil {
+		return fmt.Errorf("encode update state: %w", err)
+	}
+	return writeFileAtomic(dir, stateFile, append(data, '\n'))
+}
+
+func writeFileAtomic(dir, name string, data []byte) error {
+	tmp, err := os.CreateTemp(dir, name+".tmp*")
+	if err != nil {
+		return fmt.Errorf("save %s: %w", name, err)
+	}
+	defer os.Remove(tmp.Name()) // fails harmlessly once renamed
+	if _, err := tmp.Write(data); err != nil {
+		tmp.Close()
+		return fmt.Errorf("save %s: %w", name, err)
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return fmt.Errorf("save %s: sync: %w", name, err)
+	}
+	if err := tmp.Close(); err != nil {
+		return fmt.Errorf("save %s: %w", name, err)
+	}
+	if err := os.Rename(tmp.Name(), filepath.Join(dir, name)); err != nil {
+		return fmt.Errorf("save %s: %w", name, err)
+	}
+	d, err := os.Open(dir)
+	if err != nil {
+		return fmt.Errorf("save %s: open dir: %w", name, err)
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil {
+		return fmt.Errorf("save %s: sync dir: %w", name, err)
+	}
+	return nil
+}
