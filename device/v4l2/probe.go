@@ -49,8 +49,12 @@ type FormatInfo struct {
 	Compressed  bool
 }
 
-// Offers reports whether a queue lists the pixel format.
+// Offers reports whether a queue lists the pixel format. Formats this
+// package does not know (Format 0) never match.
 func Offers(formats []FormatInfo, f media.PixelFormat) bool {
+	if f == 0 {
+		return false
+	}
 	for _, fi := range formats {
 		if fi.Format == f {
 			return true
