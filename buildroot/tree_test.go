@@ -359,10 +359,13 @@ func TestScriptsExecutable(t *testing.T) {
 }
 
 func TestBootFiles(t *testing.T) {
+	// The update agent (ota/tryboot) rewrites autoboot.txt in place as one
+	// 512-byte sector and keeps its size; the factory file has that size too.
 	autoboot := readFile(t, "board/common/autoboot.txt")
-	if len(autoboot) > 512 {
-		t.Errorf("autoboot.txt is %d bytes; the firmware reads at most 512", len(autoboot))
+	if len(autoboot) != 512 {
+		t.Errorf("autoboot.txt is %d bytes, want exactly 512 (one sector, rewritten in place)", len(autoboot))
 	}
+	checkAutoboot(t, autoboot)
 	for board, scheme := range boards {
 		if scheme != "tryboot" {
 			continue
@@ -388,13 +391,16 @@ func TestBootFiles(t *testing.T) {
 		"setenv onair_bootpart 2", "setenv onair_rootpart 5",
 		"setenv onair_bootpart 3", "setenv onair_rootpart 6",
 		"setenv altbootcmd", "setenv bootlimit 1",
+		// Names shared with ota/uboot.
+		`if test "${boot_slot}" = "B"`, "onair.slot=${boot_slot}",
+		"upgrade_available", "bootcount",
 	} {
 		if !strings.Contains(bootCmd, want) {
 			t.Errorf("board/zero2w/boot.cmd lacks %q", want)
 		}
 	}
 	fragment := readFile(t, "board/zero2w/uboot.fragment")
-	for _, want := range []string{"CONFIG_BOOTCOUNT_LIMIT=y", "CONFIG_BOOTCOUNT_ENV=y", "CONFIG_ENV_IS_IN_FAT=y"} {
+	for _, want := range []string{"CONFIG_BOOTCOUNT_LIMIT=y", "CONFIG_BOOTCOUNT_ENV=y", "CONFIG_ENV_IS_IN_FAT=y", "CONFIG_SYS_REDUNDAND_ENVIRONMENT=y"} {
 		if !strings.Contains(fragment, want) {
 			t.Errorf("board/zero2w/uboot.fragment lacks %s", want)
 		}
@@ -486,7 +492,7 @@ func fakeBuild(t *testing.T, board string) (binaries, hostDir, brConfig string) 
 	}
 
 	rootfsDir := filepath.Join(base, "target")
-	writeFile(t, filepath.Join(rootfsDir, "etc", "onair", "version"), "1.2.3-test\n", 0o644)
+	writeFile(t, filepath.Join(rootfsDir, "etc", "onair", "version"), "1.2.3\n", 0o644)
 	run(t, base, nil, "mkfs.ext4", "-q", "-L", "onair-root", "-d", rootfsDir, filepath.Join(binaries, "rootfs.ext4"), "32M")
 
 	writeFile(t, filepath.Join(hostDir, "bin", "onair-bundle"),
@@ -494,7 +500,7 @@ func fakeBuild(t *testing.T, board string) (binaries, hostDir, brConfig string) 
 
 	brConfig = filepath.Join(base, ".config")
 	config := readFile(t, filepath.Join("configs", "onair_"+board+"_defconfig")) +
-		"BR2_PACKAGE_ONAIR_FIRMWARE_VERSION=\"1.2.3-test\"\n"
+		"BR2_PACKAGE_ONAIR_FIRMWARE_VERSION=\"1.2.3\"\n"
 	writeFile(t, brConfig, config, 0o644)
 	writeFile(t, filepath.Join(base, "signing.key"), "not a real key", 0o600)
 	return binaries, hostDir, brConfig
@@ -652,13 +658,14 @@ func TestSDCardImage(t *testing.T) {
 			}
 
 			args := strings.Fields(readFile(t, filepath.Join(hostDir, "bin", "onair-bundle.args")))
+			// The flags of cmd/onair-bundle create.
 			wantArgs := []string{
 				"create",
-				"--key", key,
-				"--board", board,
-				"--version", "1.2.3-test",
-				"--image", filepath.Join(binaries, "rootfs.ext4"),
-				"--out", filepath.Join(binaries, "onair-"+board+"-1.2.3-test.bundle"),
+				"-key", key,
+				"-version", "1.2.3",
+				"-board", board,
+				"-rootfs", filepath.Join(binaries, "rootfs.ext4"),
+				"-out", filepath.Join(binaries, "onair-"+board+"-1.2.3.bundle"),
 			}
 			if !slices.Equal(args, wantArgs) {
 				t.Errorf("onair-bundle called with\n%q\nwant\n%q", args, wantArgs)

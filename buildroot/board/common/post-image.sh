@@ -122,11 +122,12 @@ fi
 [ -n "$key" ] || die "ONAIR_SIGNING_KEY is not set: name the private key (or 'none' for no OTA bundle)"
 [ -f "$key" ] || die "signing key $key does not exist"
 
-# The flags of `onair-bundle create` are an assumption kept in step with
-# cmd/onair-bundle (buildroot/README.md, "Assumptions").
+# The flags are those of cmd/onair-bundle. The bundle carries the root file
+# system only: the boot partitions differ per slot (cmdline.txt names its own
+# rootfs), see buildroot/README.md, "Open points".
 onair-bundle create \
-	--key "$key" \
-	--board "$board" \
-	--version "$version" \
-	--image "$binaries_dir/rootfs.ext4" \
-	--out "$binaries_dir/onair-$board-$version.bundle"
+	-key "$key" \
+	-version "$version" \
+	-board "$board" \
+	-rootfs "$binaries_dir/rootfs.ext4" \
+	-out "$binaries_dir/onair-$board-$version.bundle"
