@@ -1,15 +1,24 @@
 package v4l2
 
 import (
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"runtime"
+	"sort"
+	"strconv"
+	"strings"
 	"testing"
 	"unsafe"
 )
 
 // The expected values below are what gcc computes from linux/videodev2.h
 // (Debian 12's linux-libc-dev) for x86_64-linux-gnu, aarch64-linux-gnu and
-// arm-linux-gnueabihf (32-bit time_t); see the report of the commit that
-// added them for the probe. 64-bit targets share one layout.
+// arm-linux-gnueabihf (32-bit time_t); TestABIMatchesCCompiler recomputes
+// them with the compiler where it is installed. 64-bit targets share one
+// layout.
 
 type abiLayout struct {
 	sizes   map[string]uintptr
@@ -289,5 +298,122 @@ func TestFourCC(t *testing.T) {
 		if tt.code != tt.num {
 			t.Errorf("fourcc %s = %#x, want %#x", tt.want, tt.code, tt.num)
 		}
+	}
+}
+
+// cCompilers are Debian's compilers for each GOARCH whose layout we pin.
+var cCompilers = map[string]string{
+	"amd64": "x86_64-linux-gnu-gcc",
+	"arm64": "aarch64-linux-gnu-gcc",
+	"arm":   "arm-linux-gnueabihf-gcc",
+}
+
+// cProbe returns C source that puts every measured size, offset and request
+// number of the layout tables into a named constant, so the compiler's
+// assembly output (-S) carries the values without running anything on the
+// target.
+func cProbe(names []string) string {
+	var b strings.Builder
+	b.WriteString("#include <stddef.h>\n#include <linux/videodev2.h>\n")
+	for _, name := range names {
+		var expr string
+		switch {
+		case strings.HasPrefix(name, "VIDIOC_"):
+			expr = name
+		case strings.Contains(name, "."):
+			structName, field, _ := strings.Cut(name, ".")
+			expr = fmt.Sprintf("offsetof(struct %s, %s)", structName, field)
+		default:
+			expr = fmt.Sprintf("sizeof(struct %s)", name)
+		}
+		fmt.Fprintf(&b, "const unsigned int abi_%s = (unsigned int)(%s);\n", strings.ReplaceAll(name, ".", "__"), expr)
+	}
+	return b.String()
+}
+
+// compileProbe compiles the probe with cc and returns the values by name.
+func compileProbe(t *testing.T, cc string, flags []string, names []string) map[string]uintptr {
+	t.Helper()
+	dir := t.TempDir()
+	src := filepath.Join(dir, "probe.c")
+	if err := os.WriteFile(src, []byte(cProbe(names)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	args := append([]string{"-S", "-O0", "-o", "-"}, flags...)
+	out, err := exec.Command(cc, append(args, src)...).Output()
+	if err != nil {
+		var exitErr *exec.ExitError
+		if errors.As(err, &exitErr) {
+			t.Fatalf("%s: %v\n%s", cc, err, exitErr.Stderr)
+		}
+		t.Fatalf("%s: %v", cc, err)
+	}
+	// Each constant comes out as "abi_name:" followed by a ".long N" (x86)
+	// or ".word N" (ARM) line.
+	values := make(map[string]uintptr)
+	label := ""
+	for _, line := range strings.Split(string(out), "\n") {
+		line = strings.TrimSpace(line)
+		if strings.HasPrefix(line, "abi_") && strings.HasSuffix(line, ":") {
+			label = strings.ReplaceAll(strings.TrimSuffix(strings.TrimPrefix(line, "abi_"), ":"), "__", ".")
+			continue
+		}
+		fields := strings.Fields(line)
+		if label != "" && len(fields) == 2 && (fields[0] == ".long" || fields[0] == ".word") {
+			v, err := strconv.ParseInt(fields[1], 0, 64)
+			if err != nil {
+				t.Fatalf("%s: value of %s: %v", cc, label, err)
+			}
+			values[label] = uintptr(uint32(v))
+			label = ""
+		}
+	}
+	return values
+}
+
+func sortedKeys(tables ...map[string]uintptr) []string {
+	var names []string
+	for _, table := range tables {
+		for name := range table {
+			names = append(names, name)
+		}
+	}
+	sort.Strings(names)
+	return names
+}
+
+// TestABIMatchesCCompiler checks the Go mirrors against what Debian's C
+// compiler for this GOARCH computes from linux/videodev2.h. It needs the
+// compiler (gcc-aarch64-linux-gnu, gcc-arm-linux-gnueabihf, gcc on amd64)
+// and skips without it; the reference tables above carry the same values.
+func TestABIMatchesCCompiler(t *testing.T) {
+	cc, ok := cCompilers[runtime.GOARCH]
+	if !ok {
+		t.Skipf("no C compiler known for GOARCH=%s", runtime.GOARCH)
+	}
+	if _, err := exec.LookPath(cc); err != nil {
+		t.Skipf("%s not installed: %v", cc, err)
+	}
+	got := goLayout()
+	names := sortedKeys(got.sizes, got.offsets, got.ioctls)
+	c := compileProbe(t, cc, nil, names)
+	measured := make(map[string]uintptr)
+	for _, table := range []map[string]uintptr{got.sizes, got.offsets, got.ioctls} {
+		for name, v := range table {
+			measured[name] = v
+		}
+	}
+	compareTable(t, "C "+cc, c, measured)
+
+	if runtime.GOARCH == "arm" {
+		// A C program built with a 64-bit time_t uses the 80-byte
+		// v4l2_buffer (and its own request numbers); Go's linux/arm uses
+		// the 32-bit time_t one. Show that the probe tells them apart.
+		time64 := compileProbe(t, cc, []string{"-D_FILE_OFFSET_BITS=64", "-D_TIME_BITS=64"}, names)
+		if time64["v4l2_buffer"] == measured["v4l2_buffer"] {
+			t.Errorf("time64 v4l2_buffer is %d bytes, the same as ours: the probe cannot tell the ABIs apart", time64["v4l2_buffer"])
+		}
+		t.Logf("time64 ABI: v4l2_buffer %d bytes, VIDIOC_DQBUF %#x; ours (time32): %d bytes, %#x",
+			time64["v4l2_buffer"], time64["VIDIOC_DQBUF"], measured["v4l2_buffer"], measured["VIDIOC_DQBUF"])
 	}
 }
