@@ -141,11 +141,12 @@ func (h *Header) Size() int64 {
 // byte. It checks only the framing; Verify authenticates it.
 func ReadHeader(r io.Reader) (*Header, error) {
 	var prefix [prefixSize]byte
-	if _, err := io.ReadFull(r, prefix[:]); err != nil {
-		return nil, headerReadError("prefix", err)
-	}
-	if string(prefix[:len(Magic)]) != Magic {
+	n, err := io.ReadFull(r, prefix[:])
+	if n >= len(Magic) && string(prefix[:len(Magic)]) != Magic {
 		return nil, ErrNotBundle
+	}
+	if err != nil {
+		return nil, headerReadError("prefix", err)
 	}
 	rest := prefix[len(Magic):]
 	format := binary.BigEndian.Uint16(rest[0:2])
