@@ -175,6 +175,8 @@ func (s *Source) start(want Config) error {
 	if err != nil {
 		return fmt.Errorf("open %s: %w", s.name, err)
 	}
+	s.log.Info("camera format chosen", "format", fourccString(code),
+		"offered", offeredNames(offered), "wanted", fmt.Sprint(want.Formats))
 	if err := s.setFormat(code, want); err != nil {
 		return err
 	}
@@ -255,10 +257,6 @@ func chooseFormat(offered []formatDesc, wanted []media.PixelFormat) (uint32, err
 			}
 		}
 	}
-	names := make([]string, 0, len(offered))
-	for _, d := range offered {
-		names = append(names, fourccString(d.code))
-	}
 	wantNames := make([]string, 0, len(wanted))
 	for _, w := range wanted {
 		wantNames = append(wantNames, w.String())
@@ -267,14 +265,19 @@ func chooseFormat(offered []formatDesc, wanted []media.PixelFormat) (uint32, err
 		wantNames = append(wantNames, "any of I420, NV12, YUYV, H264, MJPEG")
 	}
 	return 0, fmt.Errorf("offers %s, wanted %s: %w",
-		orNone(strings.Join(names, ", ")), strings.Join(wantNames, ", "), ErrNoFormat)
+		offeredNames(offered), strings.Join(wantNames, ", "), ErrNoFormat)
 }
 
-func orNone(s string) string {
-	if s == "" {
+// offeredNames spells a format list for errors and logs: "YUYV, MJPG".
+func offeredNames(offered []formatDesc) string {
+	if len(offered) == 0 {
 		return "nothing"
 	}
-	return s
+	names := make([]string, 0, len(offered))
+	for _, d := range offered {
+		names = append(names, fourccString(d.code))
+	}
+	return strings.Join(names, ", ")
 }
 
 // setFormat asks for code at the wanted size and records what the driver
