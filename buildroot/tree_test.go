@@ -729,3 +729,44 @@ func ext4Label(t *testing.T, image string, offset int64) string {
 	}
 	return string(bytes.TrimRight(superblock[nameOffset:nameOffset+16], "\x00"))
 }
+
+// TestBuildFlagsInStep keeps check-package-build.sh running the command that
+// package/onair/onair.mk gives Buildroot: same ldflags, build options and
+// commands.
+func TestBuildFlagsInStep(t *testing.T) {
+	mk := readFile(t, "package/onair/onair.mk")
+	script := readFile(t, "check-package-build.sh")
+	mkVar := func(name string) string {
+		m := regexp.MustCompile(`(?m)^` + name + `\s*=\s*(.*)$`).FindStringSubmatch(mk)
+		if m == nil {
+			t.Fatalf("onair.mk does not set %s", name)
+		}
+		return strings.ReplaceAll(strings.TrimSpace(m[1]), "$(ONAIR_FIRMWARE_VERSION)", "VERSION")
+	}
+	scriptVar := func(name string) string {
+		m := regexp.MustCompile(`(?m)^` + name + `="([^"]*)"$`).FindStringSubmatch(script)
+		if m == nil {
+			t.Fatalf("check-package-build.sh does not set %s", name)
+		}
+		return strings.ReplaceAll(m[1], "${version}", "VERSION")
+	}
+	for _, name := range []string{"ONAIR_LDFLAGS", "ONAIR_BUILD_OPTS"} {
+		if got, want := scriptVar(name), mkVar(name); got != want {
+			t.Errorf("check-package-build.sh %s=%q, onair.mk has %q", name, got, want)
+		}
+	}
+	for mkName, scriptName := range map[string]string{
+		"ONAIR_BUILD_TARGETS":      "CGO_COMMANDS",
+		"HOST_ONAIR_BUILD_TARGETS": "PURE_GO_COMMANDS",
+	} {
+		commands := strings.Fields(scriptVar(scriptName))
+		for _, target := range strings.Fields(mkVar(mkName)) {
+			if !slices.Contains(commands, target) {
+				t.Errorf("onair.mk builds %s (%s), check-package-build.sh does not (%s)", target, mkName, scriptName)
+			}
+		}
+	}
+	if !strings.Contains(mk, "$(eval $(golang-package))") {
+		t.Error("onair.mk does not use the golang-package infrastructure")
+	}
+}
