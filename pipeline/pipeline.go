@@ -51,11 +51,13 @@ type Pipeline struct {
 
 	bitrateKbps atomic.Int64 // wanted; applied by the video loop
 	stats       stats
+	started     time.Time
+	lastFrame   atomic.Int64 // time since started, at the last encoded picture
 }
 
 // New makes a pipeline; nothing runs until Run.
 func New(video Video, audio Audio, hub Hub, bitrateKbps int, log *slog.Logger) *Pipeline {
-	p := &Pipeline{video: video, audio: audio, hub: hub, log: log}
+	p := &Pipeline{video: video, audio: audio, hub: hub, log: log, started: time.Now()}
 	p.bitrateKbps.Store(int64(bitrateKbps))
 	p.stats.applied.Store(int64(bitrateKbps))
 	p.stats.peak.Store(math.Float64bits(SilenceDBFS))
@@ -123,6 +125,7 @@ func (p *Pipeline) runVideo(ctx context.Context) error {
 			continue
 		}
 		p.stats.videoFrame(frame.Capture, len(sample.Data))
+		p.lastFrame.Store(int64(time.Since(p.started)))
 		p.hub.Publish(sample)
 	}
 }
@@ -149,6 +152,12 @@ func (p *Pipeline) runAudio(ctx context.Context) error {
 			p.hub.Publish(s)
 		}
 	}
+}
+
+// SinceLastFrame is how long ago the video loop last encoded a picture: the
+// loop's liveness for /healthz (the slate keeps it going without a camera).
+func (p *Pipeline) SinceLastFrame() time.Duration {
+	return time.Since(p.started) - time.Duration(p.lastFrame.Load())
 }
 
 // Stats are the pipeline's measurements over the last second.

@@ -1,0 +1,88 @@
+// Command onaird is the OnAir daemon: it captures the camera and microphone,
+// encodes once, and serves the broadcast to browsers over WebRTC.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/onair/onair/config"
+	"github.com/onair/onair/internal/daemon"
+)
+
+const defaultConfig = "/etc/onair/onair.yaml"
+
+func main() {
+	configPath := flag.String("config", defaultConfig, "configuration file (YAML)")
+	listen := flag.String("listen", "", "HTTP listen address, overrides http.listen")
+	adminToken := flag.String("admin-token", "", "admin bearer token, overrides http.admin_token")
+	dataDir := flag.String("data-dir", "", "data directory, overrides data_dir")
+	verbose := flag.Bool("v", false, "debug logging")
+	flag.Parse()
+
+	level := slog.LevelInfo
+	if *verbose {
+		level = slog.LevelDebug
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	if err := run(*configPath, *listen, *adminToken, *dataDir, log); err != nil {
+		log.Error("onaird stopped", "err", err)
+		os.Exit(1)
+	}
+}
+
+func run(configPath, listen, adminToken, dataDir string, log *slog.Logger) error {
+	cfg, err := config.Load(configPath)
+	if errors.Is(err, os.ErrNotExist) && configPath == defaultConfig {
+		log.Info("no config file, running on defaults", "path", configPath)
+		cfg, err = config.Default(), nil
+	}
+	if err != nil {
+		return err
+	}
+	if listen != "" {
+		cfg.HTTP.Listen = listen
+	}
+	if adminToken != "" {
+		cfg.HTTP.AdminToken = adminToken
+	}
+	if dataDir != "" {
+		cfg.DataDir = dataDir
+	}
+	if err := cfg.Validate(); err != nil {
+		return fmt.Errorf("flags: %w", err)
+	}
+
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	d, err := daemon.New(cfg, daemon.Options{Log: log})
+	if err != nil {
+		return err
+	}
+	base := cfg.PublicURL
+	if base == "" {
+		base = "http://" + displayHost(d.Addr())
+	}
+	log.Info("onaird is running", "version", daemon.Version, "viewer", base+"/", "console", base+"/console")
+	fmt.Fprintf(os.Stderr, "\n  Viewer:      %s/\n  Console:     %s/console\n  Admin token: %s\n\n", base, base, d.AdminToken())
+	return d.Run(ctx)
+}
+
+// displayHost turns ":8080" or "[::]:8080" into "localhost:8080" for links.
+func displayHost(addr net.Addr) string {
+	host, port, err := net.SplitHostPort(addr.String())
+	if err != nil {
+		return addr.String()
+	}
+	if ip := net.ParseIP(host); ip == nil || ip.IsUnspecified() || ip.IsLoopback() {
+		host = "localhost"
+	}
+	return net.JoinHostPort(host, port)
+}

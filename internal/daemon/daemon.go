@@ -1,0 +1,253 @@
+// Package daemon wires onaird together: sources, encoders, the hub, the
+// viewers' WebRTC server and the HTTP server, with one lifetime. cmd/onaird
+// parses flags and calls it; end-to-end tests run it in process.
+package daemon
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/pion/webrtc/v4"
+	"golang.org/x/sys/unix"
+
+	"github.com/onair/onair/broadcast"
+	"github.com/onair/onair/config"
+	"github.com/onair/onair/device"
+	"github.com/onair/onair/device/board"
+	"github.com/onair/onair/pipeline"
+	"github.com/onair/onair/status"
+	"github.com/onair/onair/web"
+	"github.com/onair/onair/whep"
+)
+
+// Version is the firmware version, set at build time with
+// -ldflags "-X github.com/onair/onair/internal/daemon.Version=...".
+var Version = "dev"
+
+// Options are what the daemon takes besides the config file.
+type Options struct {
+	Log *slog.Logger
+	// Board reads board facts; the zero value reads the real system.
+	Board board.Reader
+}
+
+// Daemon is a running onaird.
+type Daemon struct {
+	cfg        config.Config
+	log        *slog.Logger
+	adminToken string
+
+	clock    *device.Clock
+	hub      *broadcast.Hub
+	pipeline *pipeline.Pipeline
+	viewers  *whep.Server
+	web      *web.Server
+	http     *http.Server
+	listener net.Listener
+	sources  status.Sources
+}
+
+// New opens everything the daemon needs, so that errors (a busy port, a
+// missing camera that was insisted on) surface before Run.
+func New(cfg config.Config, opt Options) (*Daemon, error) {
+	log := opt.Log
+	if log == nil {
+		log = slog.Default()
+	}
+	d := &Daemon{cfg: cfg, log: log, clock: device.NewClock()}
+	if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
+		return nil, fmt.Errorf("data_dir %s: %w", cfg.DataDir, err)
+	}
+	token, err := adminToken(cfg)
+	if err != nil {
+		return nil, err
+	}
+	d.adminToken = token
+
+	d.hub = broadcast.New(broadcast.Options{KeyframeMinInterval: cfg.Video.KeyframeMinInterval.D()})
+	media, err := openMedia(cfg, d.clock, log)
+	if err != nil {
+		return nil, err
+	}
+	d.pipeline = pipeline.New(media.video, media.audio, d.hub, cfg.Video.BitrateKbps, log)
+
+	var iceServers []webrtc.ICEServer
+	for _, s := range cfg.WebRTC.ICEServers {
+		iceServers = append(iceServers, webrtc.ICEServer{URLs: s.URLs, Username: s.Username, Credential: s.Credential})
+	}
+	d.viewers, err = whep.New(d.hub, whep.Options{
+		ICEServers: iceServers, UDPPort: cfg.WebRTC.UDPPort, AdditionalHosts: cfg.WebRTC.AdditionalHosts,
+		MaxViewers: cfg.WebRTC.MaxViewers, Log: log,
+	})
+	if err != nil {
+		media.close()
+		return nil, err
+	}
+
+	d.sources = status.Sources{
+		Hub: d.hub, Pipeline: d.pipeline, Viewers: d.viewers.Viewers, Board: opt.Board,
+		Video: media.videoStatus, Audio: media.audioStatus,
+		Firmware: status.Firmware{Version: Version, Slot: "", OTAState: "idle"},
+		Started:  time.Now(), CameraConfigured: media.camera,
+		StorageFreeMB: func() int64 { return freeBytes(cfg.DataDir) / (1 << 20) },
+	}
+	d.web, err = web.New(web.Options{
+		AdminToken: token, Hub: d.hub, WHEP: d.viewers, Status: d.sources.Build, Log: log,
+		Health: map[string]func(context.Context) error{
+			"media": func(context.Context) error {
+				if since := d.pipeline.SinceLastFrame(); since > 3*time.Second {
+					return fmt.Errorf("no picture encoded for %s", since.Round(time.Second))
+				}
+				return nil
+			},
+			"broadcast": func(context.Context) error { d.hub.Status(); return nil },
+		},
+	})
+	if err != nil {
+		d.viewers.Close()
+		media.close()
+		return nil, err
+	}
+	d.listener, err = net.Listen("tcp", cfg.HTTP.Listen)
+	if err != nil {
+		d.viewers.Close()
+		media.close()
+		return nil, fmt.Errorf("http.listen %s: %w", cfg.HTTP.Listen, err)
+	}
+	d.http = &http.Server{
+		Handler:           d.web,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
+	}
+	return d, nil
+}
+
+// Addr is the HTTP server's address.
+func (d *Daemon) Addr() net.Addr { return d.listener.Addr() }
+
+// AdminToken is the admin bearer token in force.
+func (d *Daemon) AdminToken() string { return d.adminToken }
+
+// Hub is the broadcast hub (for in-process tests and tools).
+func (d *Daemon) Hub() *broadcast.Hub { return d.hub }
+
+// Status builds the full status document.
+func (d *Daemon) Status() status.Document { return d.sources.Build() }
+
+// Run serves until ctx ends, then stops within about two seconds: viewers
+// get a clean close, sockets are freed, the capture loops end.
+func (d *Daemon) Run(ctx context.Context) error {
+	pipeCtx, stopPipeline := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	var pipeErr error
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		if err := d.pipeline.Run(pipeCtx); err != nil {
+			pipeErr = err
+			d.log.Error("media pipeline stopped", "err", err)
+			d.hub.SetProblem("media pipeline stopped: " + err.Error())
+		}
+	}()
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- d.http.Serve(d.listener) }()
+
+	var err error
+	select {
+	case <-ctx.Done():
+	case err = <-serveErr:
+		err = fmt.Errorf("http server: %w", err)
+	}
+	d.log.Info("shutting down")
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), 1500*time.Millisecond)
+	defer cancel()
+	d.hub.Stop(shutdownCtx)
+	d.viewers.Close() // DTLS close to every viewer
+	d.web.Close()     // close frames to event sockets
+	if e := d.http.Shutdown(shutdownCtx); e != nil && !errors.Is(e, context.DeadlineExceeded) {
+		err = errors.Join(err, e)
+	} else if e != nil {
+		d.http.Close()
+	}
+	stopPipeline()
+	wg.Wait()
+	return errors.Join(err, pipeErr)
+}
+
+// adminToken returns the configured token, or the one kept in data_dir, or
+// makes and keeps a new one.
+func adminToken(cfg config.Config) (string, error) {
+	if cfg.HTTP.AdminToken != "" {
+		return cfg.HTTP.AdminToken, nil
+	}
+	path := filepath.Join(cfg.DataDir, "admin-token")
+	if b, err := os.ReadFile(path); err == nil {
+		if t := strings.TrimSpace(string(b)); t != "" {
+			return t, nil
+		}
+	} else if !errors.Is(err, os.ErrNotExist) {
+		return "", fmt.Errorf("read admin token: %w", err)
+	}
+	var raw [24]byte
+	if _, err := rand.Read(raw[:]); err != nil {
+		return "", fmt.Errorf("make admin token: %w", err)
+	}
+	token := base64.RawURLEncoding.EncodeToString(raw[:])
+	if err := writeFileAtomic(path, []byte(token+"\n"), 0o600); err != nil {
+		return "", fmt.Errorf("keep admin token: %w", err)
+	}
+	return token, nil
+}
+
+// writeFileAtomic writes via a temporary file, fsync and rename, so a power
+// cut leaves the old file or the new one, never half of one.
+func writeFileAtomic(path string, data []byte, perm os.FileMode) error {
+	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	if _, err := tmp.Write(data); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Chmod(perm); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp.Name(), path); err != nil {
+		return err
+	}
+	if dir, err := os.Open(filepath.Dir(path)); err == nil {
+		dir.Sync()
+		dir.Close()
+	}
+	return nil
+}
+
+func freeBytes(dir string) int64 {
+	var st unix.Statfs_t
+	if err := unix.Statfs(dir, &st); err != nil {
+		return 0
+	}
+	return int64(st.Bavail) * int64(st.Bsize)
+}

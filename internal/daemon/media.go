@@ -1,0 +1,168 @@
+package daemon
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"strings"
+
+	"github.com/onair/onair/config"
+	"github.com/onair/onair/device"
+	"github.com/onair/onair/device/testsrc"
+	"github.com/onair/onair/device/v4l2"
+	"github.com/onair/onair/encoder"
+	"github.com/onair/onair/encoder/opus"
+	"github.com/onair/onair/encoder/passthrough"
+	"github.com/onair/onair/encoder/x264"
+	"github.com/onair/onair/media"
+	"github.com/onair/onair/pipeline"
+	"github.com/onair/onair/status"
+)
+
+// openedMedia is the pipeline's two halves and what status says of them.
+type openedMedia struct {
+	video       pipeline.Video
+	audio       pipeline.Audio
+	videoStatus status.Video
+	audioStatus status.Audio
+	camera      bool
+}
+
+func (m openedMedia) close() {
+	if m.video.Source != nil {
+		m.video.Source.Close()
+	}
+	if m.video.Encoder != nil {
+		m.video.Encoder.Close()
+	}
+	if m.audio.Source != nil {
+		m.audio.Source.Close()
+	}
+	if m.audio.Encoder != nil {
+		m.audio.Encoder.Close()
+	}
+}
+
+// openMedia opens the camera (or the test pattern), picks and opens the H.264
+// encoder, and opens the microphone (or the tone) with Opus. Each choice is
+// logged with its reason.
+func openMedia(cfg config.Config, clock *device.Clock, log *slog.Logger) (m openedMedia, err error) {
+	defer func() {
+		if err != nil {
+			m.close()
+		}
+	}()
+	w, h, fps := cfg.Video.Width, cfg.Video.Height, cfg.Video.FPS
+	pattern := func() (device.VideoSource, error) { return testsrc.NewPattern(w, h, fps, clock, nil) }
+
+	caps := encoder.Capabilities{
+		HardwareReason: "no V4L2 memory-to-memory H.264 encoder found",
+		Software:       x264.Available, SoftwareReason: "built without cgo",
+		CameraFormat: media.I420,
+	}
+	if hw := findHardwareEncoder(); hw != "" {
+		// The hardware encoder itself arrives with its own issue; until
+		// then the box encodes in software and says why.
+		caps.HardwareReason = "found " + hw + ", but this firmware does not drive it yet"
+	}
+
+	switch cfg.Video.Source {
+	case "v4l2", "auto":
+		formats := []media.PixelFormat{media.I420, media.YUYV}
+		if cfg.Video.Encoder == "passthrough" {
+			formats = []media.PixelFormat{media.H264}
+		}
+		cam, camErr := openCamera(cfg, formats, clock, log)
+		if camErr == nil {
+			mode := cam.Mode()
+			m.video.Source, m.video.Name, m.camera = cam, cfg.Video.Device, true
+			w, h = mode.Width, mode.Height
+			caps.CameraFormat = mode.Format
+			m.videoStatus.Source = cfg.Video.Device
+			break
+		}
+		if cfg.Video.Source == "v4l2" {
+			return m, fmt.Errorf("video.source v4l2: %w", camErr)
+		}
+		log.Info("video source: test pattern", "reason", camErr.Error())
+		fallthrough
+	default:
+		if m.video.Source, err = pattern(); err != nil {
+			return m, err
+		}
+		m.video.Name = "test pattern"
+		m.videoStatus.Source = "test"
+	}
+	m.video.Fallback = pattern
+
+	choice, err := encoder.Choose(cfg.Video.Encoder, caps)
+	if err != nil {
+		return m, err
+	}
+	for _, c := range choice.Skipped {
+		log.Info("video encoder skipped", "encoder", c.Name, "available", c.Available, "reason", c.Reason)
+	}
+	log.Info("video encoder", "encoder", choice.Name, "reason", choice.Reason, "size", fmt.Sprintf("%dx%d", w, h), "fps", fps)
+	params := encoder.VideoParams{
+		Width: w, Height: h, FPS: fps, BitrateKbps: cfg.Video.BitrateKbps,
+		KeyframeInterval: cfg.Video.KeyframeInterval.D(),
+	}
+	switch choice.Name {
+	case "x264":
+		m.video.Encoder, err = x264.New(params, x264.Options{})
+	case "passthrough":
+		m.video.Encoder = passthrough.New(fps)
+	default:
+		err = fmt.Errorf("video encoder %s is not built into this firmware", choice.Name)
+	}
+	if err != nil {
+		return m, err
+	}
+	m.videoStatus.Encoder, m.videoStatus.EncoderReason = choice.Name, choice.Reason
+	m.videoStatus.Width, m.videoStatus.Height = w, h
+
+	switch cfg.Audio.Source {
+	case "none":
+		log.Info("audio: none (audio.source is none)")
+		m.audioStatus.Source = "none"
+		return m, nil
+	case "alsa":
+		return m, errors.New("audio.source alsa: this firmware has no ALSA capture yet; use auto, test or none")
+	case "auto":
+		log.Info("audio source: test tone", "reason", "this firmware has no ALSA capture yet")
+	}
+	m.audio.Source, m.audio.Name = testsrc.NewTone(clock), "test tone"
+	m.audioStatus.Source = "test"
+	if m.audio.Encoder, err = opus.New(testsrc.ToneSampleRate, 1, cfg.Audio.BitrateKbps); err != nil {
+		return m, fmt.Errorf("audio encoder: %w", err)
+	}
+	return m, nil
+}
+
+func openCamera(cfg config.Config, formats []media.PixelFormat, clock *device.Clock, log *slog.Logger) (*v4l2.Source, error) {
+	if _, err := os.Stat(cfg.Video.Device); err != nil {
+		return nil, fmt.Errorf("no camera at %s", cfg.Video.Device)
+	}
+	cam, err := v4l2.Open(cfg.Video.Device, v4l2.Config{
+		Width: cfg.Video.Width, Height: cfg.Video.Height, FPS: cfg.Video.FPS, Formats: formats, Logger: log,
+	}, clock)
+	if err != nil {
+		return nil, fmt.Errorf("camera %s: %w", cfg.Video.Device, err)
+	}
+	return cam, nil
+}
+
+// findHardwareEncoder looks for a V4L2 M2M device that encodes H.264.
+func findHardwareEncoder() string {
+	infos, err := v4l2.List()
+	if err != nil {
+		return ""
+	}
+	for _, info := range infos {
+		if info.M2M && v4l2.Offers(info.Formats, media.H264) && strings.Contains(strings.ToLower(info.Card), "encode") {
+			return info.Path + " (" + info.Card + ")"
+		}
+	}
+	return ""
+}

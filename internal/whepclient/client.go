@@ -1,0 +1,301 @@
+// Package whepclient is a WHEP viewer written with pion: it plays the part
+// of a browser in end-to-end tests and in the bench/ load client. It offers
+// to receive H.264 and Opus, sends receiver reports, NACKs and TWCC like a
+// browser, and records what it gets.
+package whepclient
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/pion/interceptor"
+	"github.com/pion/rtcp"
+	"github.com/pion/rtp/codecs"
+	"github.com/pion/webrtc/v4"
+	"github.com/pion/webrtc/v4/pkg/media/samplebuilder"
+
+	"github.com/onair/onair/media/h264"
+)
+
+// Options tune the client.
+type Options struct {
+	// Token is sent as Authorization: Bearer when set.
+	Token string
+	// RecordH264 keeps the received video as an Annex-B stream (H264()).
+	RecordH264 bool
+	// PLIOnFirstPacket sends one PLI when the first video packet arrives,
+	// as browsers do when they have nothing to decode yet.
+	PLIOnFirstPacket bool
+	// HTTP is the client for signalling; nil means a client with a 10 s timeout.
+	HTTP *http.Client
+}
+
+// Stats is what the client has received.
+type Stats struct {
+	Connected     time.Time
+	FirstRTP      time.Time // first video RTP packet
+	FirstKeyframe time.Time
+	VideoFrames   int
+	Keyframes     int
+	AudioPackets  int
+	// FirstFrameIsKeyframe is true when the first video frame was an IDR
+	// with SPS and PPS in front: decodable on its own.
+	FirstFrameIsKeyframe bool
+	VideoPacketsLost     int
+	// FirstAudioEnergy is true once a non-silent Opus packet arrived (a
+	// packet longer than Opus's few-byte silence frames).
+	AudioNonSilent bool
+}
+
+// Client is one connected viewer.
+type Client struct {
+	pc       *webrtc.PeerConnection
+	http     *http.Client
+	location string
+	token    string
+	opt      Options
+
+	mu      sync.Mutex
+	stats   Stats
+	h264    bytes.Buffer
+	frameCh chan struct{}
+	wg      sync.WaitGroup
+	videoSS webrtc.SSRC
+}
+
+// Dial offers to receive from the WHEP endpoint at url and waits for the
+// answer. It returns once signalling is done; media follows.
+func Dial(ctx context.Context, url string, opt Options) (*Client, error) {
+	m := &webrtc.MediaEngine{}
+	if err := m.RegisterDefaultCodecs(); err != nil {
+		return nil, err
+	}
+	ir := &interceptor.Registry{}
+	if err := webrtc.RegisterDefaultInterceptors(m, ir); err != nil {
+		return nil, err
+	}
+	se := webrtc.SettingEngine{}
+	se.SetIncludeLoopbackCandidate(true)
+	api := webrtc.NewAPI(webrtc.WithMediaEngine(m), webrtc.WithInterceptorRegistry(ir), webrtc.WithSettingEngine(se))
+	pc, err := api.NewPeerConnection(webrtc.Configuration{})
+	if err != nil {
+		return nil, err
+	}
+	c := &Client{pc: pc, http: opt.HTTP, token: opt.Token, opt: opt, frameCh: make(chan struct{}, 1)}
+	if c.http == nil {
+		c.http = &http.Client{Timeout: 10 * time.Second}
+	}
+	for _, kind := range []webrtc.RTPCodecType{webrtc.RTPCodecTypeVideo, webrtc.RTPCodecTypeAudio} {
+		if _, err := pc.AddTransceiverFromKind(kind, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionRecvonly}); err != nil {
+			pc.Close()
+			return nil, err
+		}
+	}
+	pc.OnConnectionStateChange(func(s webrtc.PeerConnectionState) {
+		if s == webrtc.PeerConnectionStateConnected {
+			c.mu.Lock()
+			c.stats.Connected = time.Now()
+			c.mu.Unlock()
+		}
+	})
+	pc.OnTrack(func(track *webrtc.TrackRemote, _ *webrtc.RTPReceiver) {
+		c.wg.Add(1)
+		defer c.wg.Done()
+		if track.Kind() == webrtc.RTPCodecTypeVideo {
+			c.readVideo(track)
+		} else {
+			c.readAudio(track)
+		}
+	})
+	offer, err := pc.CreateOffer(nil)
+	if err != nil {
+		pc.Close()
+		return nil, err
+	}
+	gathered := webrtc.GatheringCompletePromise(pc)
+	if err := pc.SetLocalDescription(offer); err != nil {
+		pc.Close()
+		return nil, err
+	}
+	select {
+	case <-gathered:
+	case <-ctx.Done():
+		pc.Close()
+		return nil, ctx.Err()
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, strings.NewReader(pc.LocalDescription().SDP))
+	if err != nil {
+		pc.Close()
+		return nil, err
+	}
+	req.Header.Set("Content-Type", "application/sdp")
+	if opt.Token != "" {
+		req.Header.Set("Authorization", "Bearer "+opt.Token)
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		pc.Close()
+		return nil, fmt.Errorf("post offer: %w", err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusCreated {
+		pc.Close()
+		return nil, &StatusError{Code: resp.StatusCode, Body: string(body)}
+	}
+	c.location = resp.Header.Get("Location")
+	if strings.HasPrefix(c.location, "/") {
+		base := url[:strings.Index(url[len("http://"):], "/")+len("http://")]
+		c.location = base + c.location
+	}
+	if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: string(body)}); err != nil {
+		pc.Close()
+		return nil, fmt.Errorf("set answer: %w", err)
+	}
+	return c, nil
+}
+
+// StatusError is a non-201 answer to the offer.
+type StatusError struct {
+	Code int
+	Body string
+}
+
+func (e *StatusError) Error() string { return fmt.Sprintf("whep offer: HTTP %d: %s", e.Code, e.Body) }
+
+func (c *Client) readVideo(track *webrtc.TrackRemote) {
+	c.mu.Lock()
+	c.videoSS = track.SSRC()
+	c.mu.Unlock()
+	sb := samplebuilder.New(256, &codecs.H264Packet{}, track.Codec().ClockRate)
+	var lastSeq uint16
+	first := true
+	for {
+		pkt, _, err := track.ReadRTP()
+		if err != nil {
+			return
+		}
+		c.mu.Lock()
+		if first {
+			c.stats.FirstRTP = time.Now()
+		} else if gap := pkt.SequenceNumber - lastSeq; gap > 1 && gap < 1000 {
+			c.stats.VideoPacketsLost += int(gap - 1)
+		}
+		c.mu.Unlock()
+		if first && c.opt.PLIOnFirstPacket {
+			c.SendPLI()
+		}
+		first = false
+		lastSeq = pkt.SequenceNumber
+		sb.Push(pkt)
+		for s := sb.Pop(); s != nil; s = sb.Pop() {
+			c.frame(s.Data)
+		}
+	}
+}
+
+func (c *Client) frame(au []byte) {
+	info := h264.Inspect(au)
+	c.mu.Lock()
+	if c.stats.VideoFrames == 0 {
+		c.stats.FirstFrameIsKeyframe = info.IDR && info.SPS && info.PPS
+	}
+	c.stats.VideoFrames++
+	if info.IDR {
+		c.stats.Keyframes++
+		if c.stats.FirstKeyframe.IsZero() {
+			c.stats.FirstKeyframe = time.Now()
+		}
+	}
+	if c.opt.RecordH264 {
+		c.h264.Write(au)
+	}
+	c.mu.Unlock()
+	select {
+	case c.frameCh <- struct{}{}:
+	default:
+	}
+}
+
+func (c *Client) readAudio(track *webrtc.TrackRemote) {
+	for {
+		pkt, _, err := track.ReadRTP()
+		if err != nil {
+			return
+		}
+		c.mu.Lock()
+		c.stats.AudioPackets++
+		if len(pkt.Payload) > 10 {
+			c.stats.AudioNonSilent = true
+		}
+		c.mu.Unlock()
+	}
+}
+
+// SendPLI asks the sender for a keyframe.
+func (c *Client) SendPLI() {
+	c.mu.Lock()
+	ssrc := c.videoSS
+	c.mu.Unlock()
+	_ = c.pc.WriteRTCP([]rtcp.Packet{&rtcp.PictureLossIndication{MediaSSRC: uint32(ssrc)}})
+}
+
+// Stats returns what was received so far.
+func (c *Client) Stats() Stats {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.stats
+}
+
+// H264 returns the recorded video stream (Options.RecordH264).
+func (c *Client) H264() []byte {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return bytes.Clone(c.h264.Bytes())
+}
+
+// WaitVideoFrames waits until at least n video frames arrived.
+func (c *Client) WaitVideoFrames(ctx context.Context, n int) error {
+	for {
+		if c.Stats().VideoFrames >= n {
+			return nil
+		}
+		select {
+		case <-c.frameCh:
+		case <-ctx.Done():
+			return fmt.Errorf("waiting for %d video frames, have %d: %w", n, c.Stats().VideoFrames, ctx.Err())
+		}
+	}
+}
+
+// Location is the session URL from the answer.
+func (c *Client) Location() string { return c.location }
+
+// Close sends DELETE for the session and closes the connection.
+func (c *Client) Close() error {
+	var errs []error
+	if c.location != "" {
+		req, _ := http.NewRequest(http.MethodDelete, c.location, nil)
+		if c.token != "" {
+			req.Header.Set("Authorization", "Bearer "+c.token)
+		}
+		if resp, err := c.http.Do(req); err != nil {
+			errs = append(errs, err)
+		} else {
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusOK {
+				errs = append(errs, fmt.Errorf("delete session: HTTP %d", resp.StatusCode))
+			}
+		}
+	}
+	errs = append(errs, c.pc.Close())
+	c.wg.Wait()
+	return errors.Join(errs...)
+}

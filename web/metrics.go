@@ -1,0 +1,78 @@
+package web
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/onair/onair/broadcast"
+)
+
+// NewRegistry makes the /metrics registry: the box's metrics (docs/metrics.md)
+// plus the Go runtime and process collectors.
+func NewRegistry(opt Options) (*prometheus.Registry, error) {
+	reg := prometheus.NewRegistry()
+	for _, c := range []prometheus.Collector{
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		&boxCollector{opt: opt},
+	} {
+		if err := reg.Register(c); err != nil {
+			return nil, err
+		}
+	}
+	return reg, nil
+}
+
+// boxCollector reads the hub, the pipeline and the viewers at scrape time, so
+// nothing on the media path updates a metric.
+type boxCollector struct{ opt Options }
+
+var (
+	descState          = prometheus.NewDesc("onair_state", "1 for the broadcast's current state, 0 for the others.", []string{"state"}, nil)
+	descViewers        = prometheus.NewDesc("onair_viewers", "Viewers connected now.", nil, nil)
+	descViewersPeak    = prometheus.NewDesc("onair_viewers_peak", "Most viewers at once during the current or last broadcast.", nil, nil)
+	descFPS            = prometheus.NewDesc("onair_video_fps", "Encoded video frames per second over the last second.", nil, nil)
+	descBitrate        = prometheus.NewDesc("onair_video_bitrate_kbps", "Encoded video bitrate over the last second, kbit/s.", nil, nil)
+	descDropped        = prometheus.NewDesc("onair_frames_dropped_total", "Samples dropped because a consumer was too slow, by sink.", []string{"sink"}, nil)
+	descKeyframes      = prometheus.NewDesc("onair_keyframes_forced_total", "Keyframes forced by joins, PLI/FIR and going live.", nil, nil)
+	descAudioLevel     = prometheus.NewDesc("onair_audio_level_dbfs", "Audio level over the last second, dBFS.", []string{"kind"}, nil)
+	descUplinkUp       = prometheus.NewDesc("onair_uplink_up", "1 when the WHIP uplink is sending.", nil, nil)
+	descRecordingBytes = prometheus.NewDesc("onair_recording_bytes_total", "Bytes written to replay recordings.", nil, nil)
+	descStorageFree    = prometheus.NewDesc("onair_storage_free_bytes", "Free bytes on the data partition.", nil, nil)
+)
+
+func (c *boxCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{descState, descViewers, descViewersPeak, descFPS, descBitrate, descDropped,
+		descKeyframes, descAudioLevel, descUplinkUp, descRecordingBytes, descStorageFree} {
+		ch <- d
+	}
+}
+
+func (c *boxCollector) Collect(ch chan<- prometheus.Metric) {
+	doc := c.opt.Status()
+	for _, st := range broadcast.States {
+		v := 0.0
+		if string(st) == doc.State {
+			v = 1
+		}
+		ch <- prometheus.MustNewConstMetric(descState, prometheus.GaugeValue, v, string(st))
+	}
+	ch <- prometheus.MustNewConstMetric(descViewers, prometheus.GaugeValue, float64(doc.Viewers))
+	ch <- prometheus.MustNewConstMetric(descViewersPeak, prometheus.GaugeValue, float64(doc.ViewersPeak))
+	ch <- prometheus.MustNewConstMetric(descFPS, prometheus.GaugeValue, doc.Video.FPS)
+	ch <- prometheus.MustNewConstMetric(descBitrate, prometheus.GaugeValue, doc.Video.BitrateKbps)
+	counters := c.opt.Hub.Counters()
+	for sink, n := range counters.Dropped {
+		ch <- prometheus.MustNewConstMetric(descDropped, prometheus.CounterValue, float64(n), sink)
+	}
+	ch <- prometheus.MustNewConstMetric(descKeyframes, prometheus.CounterValue, float64(counters.KeyframesForced))
+	ch <- prometheus.MustNewConstMetric(descAudioLevel, prometheus.GaugeValue, doc.Audio.PeakDBFS, "peak")
+	ch <- prometheus.MustNewConstMetric(descAudioLevel, prometheus.GaugeValue, doc.Audio.RMSDBFS, "rms")
+	up := 0.0
+	if doc.Uplink.State == "up" {
+		up = 1
+	}
+	ch <- prometheus.MustNewConstMetric(descUplinkUp, prometheus.GaugeValue, up)
+	ch <- prometheus.MustNewConstMetric(descRecordingBytes, prometheus.CounterValue, 0)
+	ch <- prometheus.MustNewConstMetric(descStorageFree, prometheus.GaugeValue, float64(doc.StorageFreeMB)*1024*1024)
+}

@@ -1,0 +1,399 @@
+// Package web is the box's HTTP face: the viewer page and console (embedded,
+// no build step), the JSON API of docs/http.md, WHEP signalling, the event
+// WebSocket, /metrics and /healthz.
+package web
+
+import (
+	"context"
+	"crypto/subtle"
+	"embed"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/onair/onair/broadcast"
+	"github.com/onair/onair/status"
+	"github.com/onair/onair/whep"
+)
+
+//go:embed static
+var static embed.FS
+
+// maxSDPBytes bounds an offer; real ones are a few kilobytes.
+const maxSDPBytes = 64 << 10
+
+// Options configure the server.
+type Options struct {
+	AdminToken string
+	Hub        *broadcast.Hub
+	WHEP       *whep.Server
+	Status     func() status.Document
+	// Health checks by name; each returns nil when its loop responds.
+	Health map[string]func(context.Context) error
+	// Registry gathers /metrics; nil means a new one with the box's metrics.
+	Registry *prometheus.Registry
+	// MaxSockets bounds event WebSockets; default 1000.
+	MaxSockets int
+	Log        *slog.Logger
+}
+
+// Server is the HTTP handler with the event sockets it owns.
+type Server struct {
+	opt     Options
+	mux     *http.ServeMux
+	sockets sockets
+}
+
+// New builds the routes.
+func New(opt Options) (*Server, error) {
+	if opt.Log == nil {
+		opt.Log = slog.Default()
+	}
+	if opt.MaxSockets <= 0 {
+		opt.MaxSockets = 1000
+	}
+	if opt.AdminToken == "" {
+		return nil, errors.New("web: an admin token is required")
+	}
+	s := &Server{opt: opt, mux: http.NewServeMux()}
+	s.sockets.init()
+	if opt.Registry == nil {
+		reg, err := NewRegistry(opt)
+		if err != nil {
+			return nil, err
+		}
+		s.opt.Registry = reg
+	}
+	sub, err := fs.Sub(static, "static")
+	if err != nil {
+		return nil, err
+	}
+	files := http.FileServerFS(sub)
+	s.route("/", map[string]http.HandlerFunc{http.MethodGet: s.page(sub, "index.html", files)})
+	s.route("/console", map[string]http.HandlerFunc{http.MethodGet: s.page(sub, "console.html", files)})
+	s.route("/static/", map[string]http.HandlerFunc{http.MethodGet: http.StripPrefix("/static", files).ServeHTTP})
+	s.route("/api/whep", map[string]http.HandlerFunc{http.MethodPost: s.whepOffer})
+	s.route("/api/whep/{id}", map[string]http.HandlerFunc{
+		http.MethodDelete: s.whepDelete,
+		http.MethodPatch:  s.whepPatch,
+	})
+	s.route("/api/status", map[string]http.HandlerFunc{http.MethodGet: s.status})
+	s.route("/api/live", map[string]http.HandlerFunc{
+		http.MethodPost:   s.admin(s.goLive),
+		http.MethodDelete: s.admin(s.stop),
+	})
+	s.route("/api/broadcast", map[string]http.HandlerFunc{http.MethodPatch: s.admin(s.patchBroadcast)})
+	s.route("/api/button", map[string]http.HandlerFunc{http.MethodPost: s.admin(s.button)})
+	s.route("/api/live/ws", map[string]http.HandlerFunc{http.MethodGet: s.events})
+	s.route("/metrics", map[string]http.HandlerFunc{
+		http.MethodGet: promhttp.HandlerFor(s.opt.Registry, promhttp.HandlerOpts{}).ServeHTTP,
+	})
+	s.route("/healthz", map[string]http.HandlerFunc{http.MethodGet: s.healthz})
+	return s, nil
+}
+
+// ServeHTTP serves every route.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	defer func() {
+		// Nothing a client sends may take the daemon down.
+		if v := recover(); v != nil {
+			if v == http.ErrAbortHandler {
+				panic(v)
+			}
+			s.opt.Log.Error("panic in HTTP handler", "path", r.URL.Path, "panic", v)
+			writeError(w, http.StatusInternalServerError, "internal error")
+		}
+	}()
+	s.mux.ServeHTTP(w, r)
+}
+
+// Close ends every event socket and waits for their goroutines.
+func (s *Server) Close() { s.sockets.closeAll() }
+
+// route registers a path whose methods answer 405 with JSON when wrong.
+func (s *Server) route(pattern string, methods map[string]http.HandlerFunc) {
+	allowed := make([]string, 0, len(methods))
+	for m := range methods {
+		allowed = append(allowed, m)
+	}
+	s.mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
+		if h, ok := methods[r.Method]; ok {
+			h(w, r)
+			return
+		}
+		if r.Method == http.MethodHead && methods[http.MethodGet] != nil {
+			methods[http.MethodGet](w, r)
+			return
+		}
+		w.Header().Set("Allow", strings.Join(allowed, ", "))
+		writeError(w, http.StatusMethodNotAllowed, fmt.Sprintf("method %s not allowed on %s", r.Method, r.URL.Path))
+	})
+}
+
+func (s *Server) page(sub fs.FS, name string, files http.Handler) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/" && r.URL.Path != "/console" {
+			writeError(w, http.StatusNotFound, "no such page: "+r.URL.Path)
+			return
+		}
+		body, err := fs.ReadFile(sub, name)
+		if err != nil {
+			writeError(w, http.StatusInternalServerError, "page missing from the build")
+			return
+		}
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		w.Header().Set("Cache-Control", "no-cache")
+		w.Write(body)
+	}
+}
+
+// admin wraps a handler that needs the admin token.
+func (s *Server) admin(h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		switch s.authorize(r) {
+		case authNone:
+			w.Header().Set("WWW-Authenticate", `Bearer realm="onair"`)
+			writeError(w, http.StatusUnauthorized, "this needs the admin token (Authorization: Bearer <token>)")
+		case authWrong:
+			writeError(w, http.StatusForbidden, "wrong admin token")
+		default:
+			h(w, r)
+		}
+	}
+}
+
+type auth int
+
+const (
+	authNone auth = iota
+	authWrong
+	authAdmin
+)
+
+func (s *Server) authorize(r *http.Request) auth {
+	token, ok := bearer(r)
+	if !ok {
+		return authNone
+	}
+	if subtle.ConstantTimeCompare([]byte(token), []byte(s.opt.AdminToken)) == 1 {
+		return authAdmin
+	}
+	return authWrong
+}
+
+func bearer(r *http.Request) (string, bool) {
+	h := r.Header.Get("Authorization")
+	if h == "" {
+		if t := r.URL.Query().Get("t"); t != "" {
+			return t, true // where headers cannot be set (WebSocket, <video src>)
+		}
+		return "", false
+	}
+	scheme, token, ok := strings.Cut(h, " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") || token == "" {
+		return "", true // present but malformed: treated as a wrong token
+	}
+	return strings.TrimSpace(token), true
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(code)
+	enc := json.NewEncoder(w)
+	enc.Encode(v)
+}
+
+func writeError(w http.ResponseWriter, code int, msg string) {
+	writeJSON(w, code, map[string]string{"error": msg})
+}
+
+// readJSON decodes an optional JSON body into v, refusing unknown fields.
+func readJSON(w http.ResponseWriter, r *http.Request, v any) bool {
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, 16<<10))
+	if err != nil {
+		var tooLarge *http.MaxBytesError
+		if errors.As(err, &tooLarge) {
+			writeError(w, http.StatusRequestEntityTooLarge, "body larger than 16 KiB")
+			return false
+		}
+		writeError(w, http.StatusBadRequest, "read body: "+err.Error())
+		return false
+	}
+	if len(strings.TrimSpace(string(body))) == 0 {
+		return true
+	}
+	dec := json.NewDecoder(strings.NewReader(string(body)))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		writeError(w, http.StatusBadRequest, "bad JSON body: "+err.Error())
+		return false
+	}
+	return true
+}
+
+func (s *Server) status(w http.ResponseWriter, r *http.Request) {
+	doc := s.opt.Status()
+	switch s.authorize(r) {
+	case authAdmin:
+		writeJSON(w, http.StatusOK, doc)
+	case authWrong:
+		writeError(w, http.StatusForbidden, "wrong admin token")
+	default:
+		writeJSON(w, http.StatusOK, doc.Public())
+	}
+}
+
+type liveRequest struct {
+	Title   *string `json:"title"`
+	Private *bool   `json:"private"`
+}
+
+func (s *Server) goLive(w http.ResponseWriter, r *http.Request) {
+	var req liveRequest
+	if !readJSON(w, r, &req) {
+		return
+	}
+	if req.Private != nil && *req.Private {
+		writeError(w, http.StatusBadRequest, "private broadcasts are not available yet: this firmware has no invites")
+		return
+	}
+	title := ""
+	if st, _ := s.opt.Hub.Status(); st.Title != "" {
+		title = st.Title
+	}
+	if req.Title != nil {
+		if err := checkTitle(*req.Title); err != nil {
+			writeError(w, http.StatusBadRequest, err.Error())
+			return
+		}
+		title = *req.Title
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), 10*time.Second)
+	defer cancel()
+	if _, err := s.opt.Hub.GoLive(ctx, broadcast.LiveOptions{Title: title}); err != nil {
+		code := http.StatusInternalServerError
+		if errors.Is(err, broadcast.ErrBusy) {
+			code = http.StatusConflict
+		}
+		writeError(w, code, "go live: "+err.Error())
+		return
+	}
+	writeJSON(w, http.StatusOK, s.opt.Status())
+}
+
+func (s *Server) stop(w http.ResponseWriter, r *http.Request) {
+	if _, err := s.opt.Hub.Stop(r.Context()); err != nil {
+		writeError(w, http.StatusConflict, "stop: "+err.Error())
+		return
+	}
+	writeJSON(w, http.StatusOK, s.opt.Status())
+}
+
+func checkTitle(t string) error {
+	if len([]rune(t)) > 120 {
+		return errors.New("title longer than 120 characters")
+	}
+	if strings.ContainsAny(t, "\x00\r\n") {
+		return errors.New("title must be one line of text")
+	}
+	return nil
+}
+
+type broadcastPatch struct {
+	Title           *string `json:"title"`
+	Private         *bool   `json:"private"`
+	CommentsEnabled *bool   `json:"comments_enabled"`
+}
+
+func (s *Server) patchBroadcast(w http.ResponseWriter, r *http.Request) {
+	var req broadcastPatch
+	if !readJSON(w, r, &req) {
+		return
+	}
+	if req.Private != nil || req.CommentsEnabled != nil {
+		writeError(w, http.StatusBadRequest, "private and comments_enabled are not available yet in this firmware")
+		return
+	}
+	if req.Title != nil {
+		if err := checkTitle(*req.Title); err != nil {
+			writeError(w, http.StatusBadRequest, err.Error())
+			return
+		}
+		s.opt.Hub.SetTitle(*req.Title)
+	}
+	writeJSON(w, http.StatusOK, s.opt.Status())
+}
+
+func (s *Server) button(w http.ResponseWriter, r *http.Request) {
+	var req struct {
+		Press string `json:"press"`
+	}
+	if !readJSON(w, r, &req) {
+		return
+	}
+	switch req.Press {
+	case "short":
+		ctx, cancel := context.WithTimeout(r.Context(), 10*time.Second)
+		defer cancel()
+		if _, err := s.opt.Hub.Toggle(ctx); err != nil && !errors.Is(err, broadcast.ErrBusy) {
+			writeError(w, http.StatusInternalServerError, "button: "+err.Error())
+			return
+		}
+		// A press while going live or stopping is ignored, as on the box.
+		writeJSON(w, http.StatusOK, s.opt.Status())
+	case "long":
+		// The long-press actions (private, comments, shutdown) arrive with
+		// the features they act on; until then a long press does nothing.
+		writeJSON(w, http.StatusOK, s.opt.Status())
+	default:
+		writeError(w, http.StatusBadRequest, `press must be "short" or "long"`)
+	}
+}
+
+func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+	defer cancel()
+	checks := map[string]string{}
+	ok := true
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for name, check := range s.opt.Health {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			done := make(chan error, 1)
+			go func() { done <- check(ctx) }()
+			var err error
+			select {
+			case err = <-done:
+			case <-ctx.Done():
+				err = errors.New("no answer within 2s")
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				ok = false
+				checks[name] = err.Error()
+			} else {
+				checks[name] = "ok"
+			}
+		}()
+	}
+	wg.Wait()
+	code := http.StatusOK
+	if !ok {
+		code = http.StatusServiceUnavailable
+	}
+	writeJSON(w, code, map[string]any{"ok": ok, "checks": checks})
+}

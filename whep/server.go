@@ -1,0 +1,431 @@
+// Package whep serves viewers over WebRTC-HTTP Egress (WHEP): each viewer's
+// offer gets a peer connection that sends the hub's H.264 and Opus. The HTTP
+// routes themselves live in package web; this package speaks WebRTC.
+package whep
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/pion/ice/v4"
+	"github.com/pion/interceptor"
+	"github.com/pion/rtcp"
+	"github.com/pion/sdp/v3"
+	"github.com/pion/webrtc/v4"
+
+	"github.com/onair/onair/broadcast"
+	"github.com/onair/onair/media"
+)
+
+// Errors that the HTTP layer maps to status codes.
+var (
+	// ErrBadOffer: the offer is not SDP we can answer (400).
+	ErrBadOffer = errors.New("bad offer")
+	// ErrFull: max_viewers are connected (503).
+	ErrFull = errors.New("the box serves its maximum number of viewers")
+	// ErrNotFound: no session with that id (404).
+	ErrNotFound = errors.New("no such viewer session")
+	// ErrClosed: the server is shutting down (503).
+	ErrClosed = errors.New("the server is shutting down")
+)
+
+// Options configure the server.
+type Options struct {
+	ICEServers []webrtc.ICEServer
+	// UDPPort carries every viewer's media on one port; 0 gives each viewer
+	// random ports.
+	UDPPort int
+	// AdditionalHosts are extra addresses announced as host candidates (a
+	// public IP or name behind a port forward).
+	AdditionalHosts []string
+	MaxViewers      int
+	Log             *slog.Logger
+}
+
+// Server is the WHEP endpoint's WebRTC side.
+type Server struct {
+	hub  *broadcast.Hub
+	opt  Options
+	api  *webrtc.API
+	conn net.PacketConn // the shared UDP port, nil with random ports
+	mux  ice.UDPMux
+
+	mu       sync.Mutex
+	sessions map[string]*session
+	closed   bool
+	// peak viewers of the broadcast named peakOf
+	peak   int
+	peakOf string
+	wg       sync.WaitGroup
+}
+
+type session struct {
+	id      string
+	viewer  string
+	pc      *webrtc.PeerConnection
+	video   *sampleTrack
+	audio   *sampleTrack
+	cancel  context.CancelFunc
+	started sync.Once
+	closed  sync.Once
+}
+
+// New sets up the WebRTC API: codecs, interceptors (NACK/RTX, reports,
+// TWCC), the shared UDP port and announced addresses.
+func New(hub *broadcast.Hub, opt Options) (*Server, error) {
+	if opt.Log == nil {
+		opt.Log = slog.Default()
+	}
+	if opt.MaxViewers <= 0 {
+		opt.MaxViewers = 50
+	}
+	m := &webrtc.MediaEngine{}
+	if err := registerCodecs(m); err != nil {
+		return nil, fmt.Errorf("whep: register codecs: %w", err)
+	}
+	ir := &interceptor.Registry{}
+	if err := webrtc.RegisterDefaultInterceptors(m, ir); err != nil {
+		return nil, fmt.Errorf("whep: register interceptors: %w", err)
+	}
+	se := webrtc.SettingEngine{}
+	se.SetIncludeLoopbackCandidate(true)
+	se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
+	se.SetICETimeouts(5*time.Second, 10*time.Second, 2*time.Second)
+	s := &Server{hub: hub, opt: opt, sessions: map[string]*session{}}
+	if opt.UDPPort > 0 {
+		conn, err := net.ListenPacket("udp", fmt.Sprintf(":%d", opt.UDPPort))
+		if err != nil {
+			return nil, fmt.Errorf("whep: listen on UDP port %d (webrtc.udp_port): %w", opt.UDPPort, err)
+		}
+		s.conn = conn
+		s.mux = webrtc.NewICEUDPMux(nil, conn)
+		se.SetICEUDPMux(s.mux)
+	}
+	if hosts := resolveHosts(opt.AdditionalHosts, opt.Log); len(hosts) > 0 {
+		err := se.SetICEAddressRewriteRules(webrtc.ICEAddressRewriteRule{
+			External: hosts, AsCandidateType: webrtc.ICECandidateTypeHost, Mode: webrtc.ICEAddressRewriteAppend,
+		})
+		if err != nil {
+			s.closeConn()
+			return nil, fmt.Errorf("whep: webrtc.additional_hosts: %w", err)
+		}
+	}
+	s.api = webrtc.NewAPI(webrtc.WithMediaEngine(m), webrtc.WithInterceptorRegistry(ir), webrtc.WithSettingEngine(se))
+	return s, nil
+}
+
+// UDPAddr is the shared media port's address, nil with random ports.
+func (s *Server) UDPAddr() net.Addr {
+	if s.conn == nil {
+		return nil
+	}
+	return s.conn.LocalAddr()
+}
+
+func resolveHosts(hosts []string, log *slog.Logger) []string {
+	var out []string
+	for _, h := range hosts {
+		if ip := net.ParseIP(h); ip != nil {
+			out = append(out, ip.String())
+			continue
+		}
+		ips, err := net.LookupIP(h)
+		if err != nil || len(ips) == 0 {
+			log.Warn("webrtc.additional_hosts: cannot resolve, not announced", "host", h, "err", err)
+			continue
+		}
+		for _, ip := range ips {
+			out = append(out, ip.String())
+		}
+	}
+	return out
+}
+
+func registerCodecs(m *webrtc.MediaEngine) error {
+	feedback := []webrtc.RTCPFeedback{
+		{Type: "goog-remb"}, {Type: "ccm", Parameter: "fir"}, {Type: "nack"}, {Type: "nack", Parameter: "pli"},
+		{Type: "transport-cc"},
+	}
+	codecs := []struct {
+		params webrtc.RTPCodecParameters
+		kind   webrtc.RTPCodecType
+	}{
+		{webrtc.RTPCodecParameters{RTPCodecCapability: webrtc.RTPCodecCapability{
+			MimeType: webrtc.MimeTypeH264, ClockRate: 90000,
+			SDPFmtpLine:  "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f",
+			RTCPFeedback: feedback}, PayloadType: 102}, webrtc.RTPCodecTypeVideo},
+		{webrtc.RTPCodecParameters{RTPCodecCapability: webrtc.RTPCodecCapability{
+			MimeType: webrtc.MimeTypeRTX, ClockRate: 90000, SDPFmtpLine: "apt=102"}, PayloadType: 103}, webrtc.RTPCodecTypeVideo},
+		{webrtc.RTPCodecParameters{RTPCodecCapability: webrtc.RTPCodecCapability{
+			MimeType: webrtc.MimeTypeH264, ClockRate: 90000,
+			SDPFmtpLine:  "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42001f",
+			RTCPFeedback: feedback}, PayloadType: 104}, webrtc.RTPCodecTypeVideo},
+		{webrtc.RTPCodecParameters{RTPCodecCapability: webrtc.RTPCodecCapability{
+			MimeType: webrtc.MimeTypeRTX, ClockRate: 90000, SDPFmtpLine: "apt=104"}, PayloadType: 105}, webrtc.RTPCodecTypeVideo},
+		{webrtc.RTPCodecParameters{RTPCodecCapability: webrtc.RTPCodecCapability{
+			MimeType: webrtc.MimeTypeOpus, ClockRate: 48000, Channels: 2,
+			SDPFmtpLine: "minptime=10;useinbandfec=1"}, PayloadType: 111}, webrtc.RTPCodecTypeAudio},
+	}
+	for _, c := range codecs {
+		if err := m.RegisterCodec(c.params, c.kind); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Answer is the result of a successful offer.
+type Answer struct {
+	ID  string
+	SDP string
+}
+
+// Offer answers a viewer's SDP offer. viewer is the viewer's id (for logs).
+// The connection starts receiving media when the box is live; until then it
+// is connected and waits.
+func (s *Server) Offer(ctx context.Context, offer, viewer string) (Answer, error) {
+	if err := checkOffer(offer); err != nil {
+		return Answer{}, err
+	}
+	id, err := newID()
+	if err != nil {
+		return Answer{}, fmt.Errorf("whep: session id: %w", err)
+	}
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return Answer{}, ErrClosed
+	}
+	if len(s.sessions) >= s.opt.MaxViewers {
+		s.mu.Unlock()
+		return Answer{}, fmt.Errorf("%w (%d)", ErrFull, s.opt.MaxViewers)
+	}
+	sess := &session{id: id, viewer: viewer}
+	s.sessions[id] = sess // holds the place while we negotiate
+	s.updatePeakLocked()
+	s.mu.Unlock()
+
+	answer, err := s.negotiate(ctx, sess, offer)
+	if err != nil {
+		s.remove(sess)
+		return Answer{}, err
+	}
+	return Answer{ID: id, SDP: answer}, nil
+}
+
+// checkOffer refuses what is not an SDP offer with media we can send to,
+// before any WebRTC state is made.
+func checkOffer(offer string) error {
+	var parsed sdp.SessionDescription
+	if err := parsed.UnmarshalString(offer); err != nil {
+		return fmt.Errorf("%w: not valid SDP: %v", ErrBadOffer, err)
+	}
+	hasH264 := false
+	for _, md := range parsed.MediaDescriptions {
+		if md.MediaName.Media != "video" {
+			continue
+		}
+		for _, a := range md.Attributes {
+			if a.Key == "rtpmap" && strings.Contains(strings.ToLower(a.Value), "h264/90000") {
+				hasH264 = true
+			}
+		}
+	}
+	if !hasH264 {
+		return fmt.Errorf("%w: the offer has no H.264 video to receive", ErrBadOffer)
+	}
+	return nil
+}
+
+func (s *Server) negotiate(ctx context.Context, sess *session, offer string) (string, error) {
+	pc, err := s.api.NewPeerConnection(webrtc.Configuration{ICEServers: s.opt.ICEServers})
+	if err != nil {
+		return "", fmt.Errorf("whep: new peer connection: %w", err)
+	}
+	sess.pc = pc
+	sess.video = newSampleTrack(webrtc.RTPCodecTypeVideo, webrtc.MimeTypeH264, 90000, "video", "onair")
+	sess.audio = newSampleTrack(webrtc.RTPCodecTypeAudio, webrtc.MimeTypeOpus, 48000, "audio", "onair")
+	for _, track := range []*sampleTrack{sess.video, sess.audio} {
+		sender, err := pc.AddTrack(track)
+		if err != nil {
+			return "", fmt.Errorf("whep: add %s track: %w", track.kind, err)
+		}
+		s.wg.Add(1)
+		go s.readRTCP(sender)
+	}
+	pc.OnConnectionStateChange(func(state webrtc.PeerConnectionState) {
+		switch state {
+		case webrtc.PeerConnectionStateConnected:
+			sess.started.Do(func() { s.startMedia(sess) })
+		case webrtc.PeerConnectionStateFailed, webrtc.PeerConnectionStateClosed:
+			// Not from pion's callback goroutine: pc.Close waits for it.
+			s.mu.Lock()
+			if !s.closed {
+				s.wg.Add(1)
+				go func() { defer s.wg.Done(); s.remove(sess) }()
+			}
+			s.mu.Unlock()
+		}
+	})
+	if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: offer}); err != nil {
+		return "", fmt.Errorf("%w: %v", ErrBadOffer, err)
+	}
+	answer, err := pc.CreateAnswer(nil)
+	if err != nil {
+		return "", fmt.Errorf("%w: %v", ErrBadOffer, err)
+	}
+	gathered := webrtc.GatheringCompletePromise(pc)
+	if err := pc.SetLocalDescription(answer); err != nil {
+		return "", fmt.Errorf("%w: %v", ErrBadOffer, err)
+	}
+	timer := time.NewTimer(5 * time.Second)
+	defer timer.Stop()
+	select {
+	case <-gathered:
+	case <-timer.C: // answer with what we have: host candidates come first
+	case <-ctx.Done():
+		return "", ctx.Err()
+	}
+	return pc.LocalDescription().SDP, nil
+}
+
+// startMedia connects the viewer to the hub once ICE and DTLS are up, so the
+// keyframe asked for on joining is not lost to a handshake still running.
+func (s *Server) startMedia(sess *session) {
+	s.mu.Lock()
+	if s.closed || s.sessions[sess.id] != sess {
+		s.mu.Unlock()
+		return
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	sess.cancel = cancel
+	s.wg.Add(1)
+	s.mu.Unlock()
+	sink := s.hub.AddSink(broadcast.SinkOptions{Name: "whep"})
+	go func() {
+		defer s.wg.Done()
+		defer sink.Close()
+		for {
+			sample, err := sink.Next(ctx)
+			if err != nil {
+				return
+			}
+			track := sess.video
+			if sample.Kind == media.Audio {
+				track = sess.audio
+			}
+			if err := track.writeSample(sample); err != nil && !errors.Is(err, errNotBound) {
+				s.opt.Log.Debug("viewer write failed", "session", sess.id, "err", err)
+			}
+		}
+	}()
+	s.opt.Log.Info("viewer connected", "session", sess.id, "viewer", sess.viewer)
+}
+
+// readRTCP drains a sender's RTCP (the interceptors act on NACKs and
+// reports while it is read) and turns PLI and FIR into keyframe requests.
+func (s *Server) readRTCP(sender *webrtc.RTPSender) {
+	defer s.wg.Done()
+	for {
+		packets, _, err := sender.ReadRTCP()
+		if err != nil {
+			return
+		}
+		for _, p := range packets {
+			switch p.(type) {
+			case *rtcp.PictureLossIndication, *rtcp.FullIntraRequest:
+				s.hub.RequestKeyframe()
+			}
+		}
+	}
+}
+
+// Delete ends a viewer's session.
+func (s *Server) Delete(id string) error {
+	s.mu.Lock()
+	sess, ok := s.sessions[id]
+	s.mu.Unlock()
+	if !ok || sess.pc == nil {
+		return ErrNotFound
+	}
+	s.remove(sess)
+	return nil
+}
+
+func (s *Server) remove(sess *session) {
+	sess.closed.Do(func() {
+		s.mu.Lock()
+		if s.sessions[sess.id] == sess {
+			delete(s.sessions, sess.id)
+		}
+		s.mu.Unlock()
+		if sess.cancel != nil {
+			sess.cancel()
+		}
+		if sess.pc != nil {
+			if err := sess.pc.Close(); err != nil {
+				s.opt.Log.Debug("close peer connection", "session", sess.id, "err", err)
+			}
+		}
+		s.opt.Log.Info("viewer left", "session", sess.id, "viewer", sess.viewer)
+	})
+}
+
+// Viewers returns the number of viewer sessions now and the most there
+// were during the current (or last) broadcast.
+func (s *Server) Viewers() (now, peak int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.updatePeakLocked()
+	return len(s.sessions), s.peak
+}
+
+func (s *Server) updatePeakLocked() {
+	st, _ := s.hub.Status()
+	if st.BroadcastID != s.peakOf {
+		s.peakOf, s.peak = st.BroadcastID, 0
+	}
+	s.peak = max(s.peak, len(s.sessions))
+}
+
+// Close ends every session and waits for their goroutines.
+func (s *Server) Close() error {
+	s.mu.Lock()
+	s.closed = true
+	sessions := make([]*session, 0, len(s.sessions))
+	for _, sess := range s.sessions {
+		sessions = append(sessions, sess)
+	}
+	s.mu.Unlock()
+	for _, sess := range sessions {
+		s.remove(sess)
+	}
+	s.wg.Wait()
+	s.closeConn()
+	return nil
+}
+
+func (s *Server) closeConn() {
+	if s.mux != nil {
+		s.mux.Close()
+	}
+	if s.conn != nil {
+		s.conn.Close()
+	}
+}
+
+func newID() (string, error) {
+	var b [16]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return "", err
+	}
+	return hex.EncodeToString(b[:]), nil
+}
