@@ -64,7 +64,7 @@ type Server struct {
 	// peak viewers of the broadcast named peakOf
 	peak   int
 	peakOf string
-	wg       sync.WaitGroup
+	wg     sync.WaitGroup
 }
 
 type session struct {

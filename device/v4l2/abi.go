@@ -206,6 +206,66 @@ type v4l2Fract struct {
 	Denominator uint32
 }
 
+// Frame size and interval entry types (V4L2_FRMSIZE_TYPE_*,
+// V4L2_FRMIVAL_TYPE_*: the same values for both).
+const (
+	frmTypeDiscrete   = 1
+	frmTypeContinuous = 2
+	frmTypeStepwise   = 3
+)
+
+// v4l2FrmSizeStepwise mirrors struct v4l2_frmsize_stepwise. The discrete
+// member of the union (width, height) is its first two fields' slots, so
+// one Go type serves both: MinWidth is width, MaxWidth is height.
+type v4l2FrmSizeStepwise struct {
+	MinWidth   uint32
+	MaxWidth   uint32
+	StepWidth  uint32
+	MinHeight  uint32
+	MaxHeight  uint32
+	StepHeight uint32
+}
+
+// v4l2FrmSizeEnum mirrors struct v4l2_frmsizeenum
+// (VIDIOC_ENUM_FRAMESIZES). All members are 32-bit: one layout everywhere.
+type v4l2FrmSizeEnum struct {
+	Index       uint32
+	PixelFormat uint32
+	Type        uint32
+	Size        v4l2FrmSizeStepwise
+	Reserved    [2]uint32
+}
+
+// discrete reads the union as struct v4l2_frmsize_discrete.
+func (e *v4l2FrmSizeEnum) discrete() (width, height uint32) {
+	return e.Size.MinWidth, e.Size.MaxWidth
+}
+
+// setDiscrete writes the union as struct v4l2_frmsize_discrete.
+func (e *v4l2FrmSizeEnum) setDiscrete(width, height uint32) {
+	e.Size = v4l2FrmSizeStepwise{MinWidth: width, MaxWidth: height}
+}
+
+// v4l2FrmIvalStepwise mirrors struct v4l2_frmival_stepwise; its Min is also
+// the slot of the union's discrete member.
+type v4l2FrmIvalStepwise struct {
+	Min  v4l2Fract
+	Max  v4l2Fract
+	Step v4l2Fract
+}
+
+// v4l2FrmIvalEnum mirrors struct v4l2_frmivalenum
+// (VIDIOC_ENUM_FRAMEINTERVALS).
+type v4l2FrmIvalEnum struct {
+	Index       uint32
+	PixelFormat uint32
+	Width       uint32
+	Height      uint32
+	Type        uint32
+	Interval    v4l2FrmIvalStepwise
+	Reserved    [2]uint32
+}
+
 // v4l2CaptureParm mirrors struct v4l2_captureparm.
 type v4l2CaptureParm struct {
 	Capability   uint32
@@ -270,6 +330,9 @@ var (
 	vidiocStreamOff = iow('V', 19, unsafe.Sizeof(int32(0)))
 	vidiocGParm     = iowr('V', 21, unsafe.Sizeof(v4l2StreamParm{}))
 	vidiocSParm     = iowr('V', 22, unsafe.Sizeof(v4l2StreamParm{}))
+
+	vidiocEnumFrameSizes     = iowr('V', 74, unsafe.Sizeof(v4l2FrmSizeEnum{}))
+	vidiocEnumFrameIntervals = iowr('V', 75, unsafe.Sizeof(v4l2FrmIvalEnum{}))
 )
 
 // cString turns a NUL-padded kernel string into a Go string.

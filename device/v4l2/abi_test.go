@@ -37,6 +37,8 @@ var layout64 = abiLayout{
 		"v4l2_buffer":         88,
 		"v4l2_captureparm":    40,
 		"v4l2_streamparm":     204,
+		"v4l2_frmsizeenum":    44,
+		"v4l2_frmivalenum":    52,
 	},
 	offsets: map[string]uintptr{
 		"v4l2_capability.card":          16,
@@ -63,6 +65,14 @@ var layout64 = abiLayout{
 		"v4l2_buffer.request_fd":        80,
 		"v4l2_captureparm.timeperframe": 8,
 		"v4l2_streamparm.parm":          4,
+		"v4l2_frmsizeenum.type":         8,
+		"v4l2_frmsizeenum.discrete":     12,
+		"v4l2_frmsizeenum.stepwise":     12,
+		"v4l2_frmsizeenum.reserved":     36,
+		"v4l2_frmivalenum.type":         16,
+		"v4l2_frmivalenum.discrete":     20,
+		"v4l2_frmivalenum.stepwise":     20,
+		"v4l2_frmivalenum.reserved":     44,
 	},
 	ioctls: map[string]uintptr{
 		"VIDIOC_QUERYCAP":  0x80685600,
@@ -77,6 +87,9 @@ var layout64 = abiLayout{
 		"VIDIOC_STREAMOFF": 0x40045613,
 		"VIDIOC_G_PARM":    0xc0cc5615,
 		"VIDIOC_S_PARM":    0xc0cc5616,
+
+		"VIDIOC_ENUM_FRAMESIZES":     0xc02c564a,
+		"VIDIOC_ENUM_FRAMEINTERVALS": 0xc034564b,
 	},
 }
 
@@ -94,6 +107,8 @@ var layoutARM = abiLayout{
 		"v4l2_buffer":         68,
 		"v4l2_captureparm":    40,
 		"v4l2_streamparm":     204,
+		"v4l2_frmsizeenum":    44,
+		"v4l2_frmivalenum":    52,
 	},
 	offsets: map[string]uintptr{
 		"v4l2_capability.card":          16,
@@ -120,6 +135,14 @@ var layoutARM = abiLayout{
 		"v4l2_buffer.request_fd":        64,
 		"v4l2_captureparm.timeperframe": 8,
 		"v4l2_streamparm.parm":          4,
+		"v4l2_frmsizeenum.type":         8,
+		"v4l2_frmsizeenum.discrete":     12,
+		"v4l2_frmsizeenum.stepwise":     12,
+		"v4l2_frmsizeenum.reserved":     36,
+		"v4l2_frmivalenum.type":         16,
+		"v4l2_frmivalenum.discrete":     20,
+		"v4l2_frmivalenum.stepwise":     20,
+		"v4l2_frmivalenum.reserved":     44,
 	},
 	ioctls: map[string]uintptr{
 		"VIDIOC_QUERYCAP":  0x80685600,
@@ -134,6 +157,9 @@ var layoutARM = abiLayout{
 		"VIDIOC_STREAMOFF": 0x40045613,
 		"VIDIOC_G_PARM":    0xc0cc5615,
 		"VIDIOC_S_PARM":    0xc0cc5616,
+
+		"VIDIOC_ENUM_FRAMESIZES":     0xc02c564a,
+		"VIDIOC_ENUM_FRAMEINTERVALS": 0xc034564b,
 	},
 }
 
@@ -159,6 +185,8 @@ func goLayout() abiLayout {
 		reqbufs    v4l2RequestBuffers
 		buffer     v4l2Buffer
 		parm       v4l2StreamParm
+		frmsize    v4l2FrmSizeEnum
+		frmival    v4l2FrmIvalEnum
 	)
 	return abiLayout{
 		sizes: map[string]uintptr{
@@ -171,6 +199,8 @@ func goLayout() abiLayout {
 			"v4l2_buffer":         unsafe.Sizeof(buffer),
 			"v4l2_captureparm":    unsafe.Sizeof(parm.Parm.Capture),
 			"v4l2_streamparm":     unsafe.Sizeof(parm),
+			"v4l2_frmsizeenum":    unsafe.Sizeof(frmsize),
+			"v4l2_frmivalenum":    unsafe.Sizeof(frmival),
 		},
 		offsets: map[string]uintptr{
 			"v4l2_capability.card":          unsafe.Offsetof(capability.Card),
@@ -197,6 +227,14 @@ func goLayout() abiLayout {
 			"v4l2_buffer.request_fd":        unsafe.Offsetof(buffer.RequestFD),
 			"v4l2_captureparm.timeperframe": unsafe.Offsetof(parm.Parm.Capture.TimePerFrame),
 			"v4l2_streamparm.parm":          unsafe.Offsetof(parm.Parm),
+			"v4l2_frmsizeenum.type":         unsafe.Offsetof(frmsize.Type),
+			"v4l2_frmsizeenum.discrete":     unsafe.Offsetof(frmsize.Size),
+			"v4l2_frmsizeenum.stepwise":     unsafe.Offsetof(frmsize.Size),
+			"v4l2_frmsizeenum.reserved":     unsafe.Offsetof(frmsize.Reserved),
+			"v4l2_frmivalenum.type":         unsafe.Offsetof(frmival.Type),
+			"v4l2_frmivalenum.discrete":     unsafe.Offsetof(frmival.Interval),
+			"v4l2_frmivalenum.stepwise":     unsafe.Offsetof(frmival.Interval),
+			"v4l2_frmivalenum.reserved":     unsafe.Offsetof(frmival.Reserved),
 		},
 		ioctls: map[string]uintptr{
 			"VIDIOC_QUERYCAP":  vidiocQueryCap,
@@ -211,6 +249,9 @@ func goLayout() abiLayout {
 			"VIDIOC_STREAMOFF": vidiocStreamOff,
 			"VIDIOC_G_PARM":    vidiocGParm,
 			"VIDIOC_S_PARM":    vidiocSParm,
+
+			"VIDIOC_ENUM_FRAMESIZES":     vidiocEnumFrameSizes,
+			"VIDIOC_ENUM_FRAMEINTERVALS": vidiocEnumFrameIntervals,
 		},
 	}
 }

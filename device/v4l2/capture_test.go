@@ -26,7 +26,7 @@ func TestMain(m *testing.M) {
 }
 
 var (
-	sizesHD = []FakeSize{{640, 480}, {1280, 720}, {1920, 1080}}
+	sizesHD = []FakeSize{{Width: 640, Height: 480}, {Width: 1280, Height: 720}, {Width: 1920, Height: 1080}}
 	// webcam offers what a typical UVC camera with on-board H.264 does.
 	webcam = FakeConfig{
 		Card: "Fake UVC Camera",

@@ -12,7 +12,12 @@ import (
 )
 
 // FakeSize is a frame size a FakeCamera supports.
-type FakeSize struct{ Width, Height int }
+type FakeSize struct {
+	Width, Height int
+	// FrameRates at this size, overriding FakeConfig.FrameRates: real
+	// cameras often send big raw pictures slower (USB bandwidth).
+	FrameRates []int
+}
 
 // FakeFormat is one pixel format a FakeCamera offers, with its sizes.
 type FakeFormat struct {
@@ -111,12 +116,12 @@ const fakeCookieShift = 20
 // MJPEG at 640x480 and 1280x720, like a cheap UVC webcam.
 func NewFakeCamera(cfg FakeConfig) *FakeCamera {
 	if len(cfg.Formats) == 0 && !cfg.M2M {
-		sizes := []FakeSize{{640, 480}, {1280, 720}}
+		sizes := []FakeSize{{Width: 640, Height: 480}, {Width: 1280, Height: 720}}
 		cfg.Formats = []FakeFormat{{Format: media.YUYV, Sizes: sizes}, {Format: media.MJPEG, Sizes: sizes}}
 	}
 	for i := range cfg.Formats {
 		if len(cfg.Formats[i].Sizes) == 0 {
-			cfg.Formats[i].Sizes = []FakeSize{{640, 480}}
+			cfg.Formats[i].Sizes = []FakeSize{{Width: 640, Height: 480}}
 		}
 	}
 	if len(cfg.FrameRates) == 0 {
@@ -267,6 +272,10 @@ func (f *FakeCamera) Ioctl(req uintptr, arg unsafe.Pointer) error {
 		}
 		parm.Parm.Capture = v4l2CaptureParm{Capability: captureTimePerFrame, TimePerFrame: f.interval}
 		return nil
+	case vidiocEnumFrameSizes:
+		return f.enumFrameSizes((*v4l2FrmSizeEnum)(arg))
+	case vidiocEnumFrameIntervals:
+		return f.enumFrameIntervals((*v4l2FrmIvalEnum)(arg))
 	case vidiocReqBufs:
 		return f.reqBufs((*v4l2RequestBuffers)(arg))
 	case vidiocQueryBuf:
@@ -328,15 +337,49 @@ func (f *FakeCamera) enumFmt(d *v4l2Fmtdesc) error {
 	return nil
 }
 
+// offered returns the camera's entry for a fourcc, nil if it has none.
+func (f *FakeCamera) offered(code uint32) *FakeFormat {
+	for i := range f.cfg.Formats {
+		if fourccOf(f.cfg.Formats[i].Format) == code {
+			return &f.cfg.Formats[i]
+		}
+	}
+	return nil
+}
+
+func (f *FakeCamera) enumFrameSizes(e *v4l2FrmSizeEnum) error {
+	format := f.offered(e.PixelFormat)
+	if f.cfg.M2M || format == nil || int(e.Index) >= len(format.Sizes) {
+		return unix.EINVAL
+	}
+	size := format.Sizes[e.Index]
+	e.Type = frmTypeDiscrete
+	e.setDiscrete(uint32(size.Width), uint32(size.Height))
+	return nil
+}
+
+func (f *FakeCamera) enumFrameIntervals(e *v4l2FrmIvalEnum) error {
+	format := f.offered(e.PixelFormat)
+	if f.cfg.M2M || format == nil {
+		return unix.EINVAL
+	}
+	found := false
+	for _, size := range format.Sizes {
+		found = found || (size.Width == int(e.Width) && size.Height == int(e.Height))
+	}
+	rates := f.ratesAt(format, e.Width, e.Height)
+	if !found || int(e.Index) >= len(rates) {
+		return unix.EINVAL
+	}
+	e.Type = frmTypeDiscrete
+	e.Interval = v4l2FrmIvalStepwise{Min: v4l2Fract{Numerator: 1, Denominator: uint32(rates[e.Index])}}
+	return nil
+}
+
 // applyFormat does what a driver's S_FMT does: unknown formats become the
 // first supported one, the size becomes the nearest supported one.
 func (f *FakeCamera) applyFormat(pix *v4l2PixFormat) {
-	var chosen *FakeFormat
-	for i := range f.cfg.Formats {
-		if fourccOf(f.cfg.Formats[i].Format) == pix.PixelFormat {
-			chosen = &f.cfg.Formats[i]
-		}
-	}
+	chosen := f.offered(pix.PixelFormat)
 	if chosen == nil {
 		chosen = &f.cfg.Formats[0]
 	}
@@ -349,6 +392,15 @@ func (f *FakeCamera) applyFormat(pix *v4l2PixFormat) {
 		}
 	}
 	f.setFormat(fourccOf(chosen.Format), best)
+	// Like UVC, a new size resets the rate to one that size supports.
+	rates := f.ratesAt(chosen, uint32(best.Width), uint32(best.Height))
+	keep := false
+	for _, fps := range rates {
+		keep = keep || (f.interval.Numerator == 1 && uint32(fps) == f.interval.Denominator)
+	}
+	if !keep {
+		f.interval = v4l2Fract{Numerator: 1, Denominator: uint32(rates[0])}
+	}
 }
 
 func (f *FakeCamera) setFormat(code uint32, size FakeSize) {
@@ -375,13 +427,27 @@ func (f *FakeCamera) setFormat(code uint32, size FakeSize) {
 	f.format = pix
 }
 
+// ratesAt returns the frame rates offered at a size of a format.
+func (f *FakeCamera) ratesAt(format *FakeFormat, width, height uint32) []int {
+	for _, size := range format.Sizes {
+		if size.Width == int(width) && size.Height == int(height) && len(size.FrameRates) > 0 {
+			return size.FrameRates
+		}
+	}
+	return f.cfg.FrameRates
+}
+
 func (f *FakeCamera) applyInterval(want v4l2Fract) {
 	if want.Numerator == 0 || want.Denominator == 0 {
 		return
 	}
+	rates := f.cfg.FrameRates
+	if format := f.offered(f.format.PixelFormat); format != nil {
+		rates = f.ratesAt(format, f.format.Width, f.format.Height)
+	}
 	wantFPS := float64(want.Denominator) / float64(want.Numerator)
-	best := f.cfg.FrameRates[0]
-	for _, fps := range f.cfg.FrameRates {
+	best := rates[0]
+	for _, fps := range rates {
 		if absFloat(float64(fps)-wantFPS) < absFloat(float64(best)-wantFPS) {
 			best = fps
 		}

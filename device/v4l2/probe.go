@@ -9,6 +9,8 @@ import (
 	"strings"
 	"unsafe"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/onair/onair/media"
 )
 
@@ -47,6 +49,28 @@ type FormatInfo struct {
 	Format      media.PixelFormat
 	Description string
 	Compressed  bool
+	// Sizes the camera offers in this format with their frame rates
+	// (VIDIOC_ENUM_FRAMESIZES, ENUM_FRAMEINTERVALS); empty for codecs and
+	// for drivers that do not enumerate.
+	Sizes []FrameSize
+}
+
+// FrameSize is a picture size a camera offers, or a range of them.
+type FrameSize struct {
+	// Width and Height are the size, or the largest of a range.
+	Width, Height int
+	// Range is true for a stepwise or continuous range (HDMI bridges,
+	// vivid); Min* and Step* are then set and the rates are those at the
+	// largest size.
+	Range                 bool
+	MinWidth, MinHeight   int
+	StepWidth, StepHeight int
+	// FrameRates are the discrete rates offered at this size, in frames
+	// per second, in the driver's order (usually fastest first).
+	FrameRates []float64
+	// MinFPS and MaxFPS bound the rates: of the list, or of a continuous
+	// or stepwise interval range. 0 when the driver does not say.
+	MinFPS, MaxFPS float64
 }
 
 // Offers reports whether a queue lists the pixel format. Formats this
@@ -113,6 +137,14 @@ func ProbeDevice(dev Device, path string) (Info, error) {
 	if info.Formats, err = listFormats(dev, captureType); err != nil {
 		return info, fmt.Errorf("list formats of %s: %w", path, err)
 	}
+	if !info.M2M {
+		for i := range info.Formats {
+			code := fourccFromString(info.Formats[i].FourCC)
+			if info.Formats[i].Sizes, err = listSizes(dev, code); err != nil {
+				return info, fmt.Errorf("list sizes of %s %s: %w", path, info.Formats[i].FourCC, err)
+			}
+		}
+	}
 	if outputType != 0 {
 		if info.OutputFormats, err = listFormats(dev, outputType); err != nil {
 			return info, fmt.Errorf("list output formats of %s: %w", path, err)
@@ -133,6 +165,101 @@ func listFormats(dev Device, bufType uint32) ([]FormatInfo, error) {
 		})
 	}
 	return out, err
+}
+
+// fourccFromString packs "YUYV" back into its code.
+func fourccFromString(s string) uint32 {
+	var b [4]byte
+	copy(b[:], s)
+	return fourcc(b[0], b[1], b[2], b[3])
+}
+
+// enumEnd reports whether an enumeration error just means "no more
+// entries" (EINVAL past the end) or "not implemented" (ENOTTY).
+func enumEnd(err error) bool {
+	return errors.Is(err, unix.EINVAL) || errors.Is(err, unix.ENOTTY)
+}
+
+// maxEnumEntries stops enumerations of drivers that never say "no more".
+const maxEnumEntries = 256
+
+// listSizes enumerates the frame sizes of one format and their rates.
+func listSizes(dev Device, code uint32) ([]FrameSize, error) {
+	var sizes []FrameSize
+	for i := uint32(0); i < maxEnumEntries; i++ {
+		e := v4l2FrmSizeEnum{Index: i, PixelFormat: code}
+		err := dev.Ioctl(vidiocEnumFrameSizes, unsafe.Pointer(&e))
+		if enumEnd(err) {
+			break
+		}
+		if err != nil {
+			return sizes, err
+		}
+		var size FrameSize
+		if e.Type == frmTypeDiscrete {
+			w, h := e.discrete()
+			size = FrameSize{Width: int(w), Height: int(h)}
+		} else {
+			st := e.Size
+			size = FrameSize{
+				Width: int(st.MaxWidth), Height: int(st.MaxHeight), Range: true,
+				MinWidth: int(st.MinWidth), MinHeight: int(st.MinHeight),
+				StepWidth: int(st.StepWidth), StepHeight: int(st.StepHeight),
+			}
+			if e.Type == frmTypeContinuous {
+				size.StepWidth, size.StepHeight = 1, 1
+			}
+		}
+		if err := listRates(dev, code, &size); err != nil {
+			return sizes, err
+		}
+		sizes = append(sizes, size)
+		if e.Type != frmTypeDiscrete {
+			// A range is the only entry, by the API's rules.
+			break
+		}
+	}
+	return sizes, nil
+}
+
+// listRates fills in the frame rates offered at size.
+func listRates(dev Device, code uint32, size *FrameSize) error {
+	for i := uint32(0); i < maxEnumEntries; i++ {
+		e := v4l2FrmIvalEnum{Index: i, PixelFormat: code, Width: uint32(size.Width), Height: uint32(size.Height)}
+		err := dev.Ioctl(vidiocEnumFrameIntervals, unsafe.Pointer(&e))
+		if enumEnd(err) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if e.Type != frmTypeDiscrete {
+			// An interval range: the shortest interval is the fastest rate.
+			size.MaxFPS = fps(e.Interval.Min)
+			size.MinFPS = fps(e.Interval.Max)
+			return nil
+		}
+		rate := fps(e.Interval.Min)
+		if rate == 0 {
+			continue
+		}
+		size.FrameRates = append(size.FrameRates, rate)
+		if size.MaxFPS == 0 || rate > size.MaxFPS {
+			size.MaxFPS = rate
+		}
+		if size.MinFPS == 0 || rate < size.MinFPS {
+			size.MinFPS = rate
+		}
+	}
+	return nil
+}
+
+// fps turns a frame interval into a rate; 0 for a degenerate interval.
+func fps(interval v4l2Fract) float64 {
+	if interval.Numerator == 0 || interval.Denominator == 0 {
+		return 0
+	}
+	return float64(interval.Denominator) / float64(interval.Numerator)
 }
 
 // List probes every /dev/video* node, in numeric order. Nodes that cannot be

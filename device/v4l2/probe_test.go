@@ -5,6 +5,7 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 
@@ -29,15 +30,32 @@ func TestProbeDevice(t *testing.T) {
 	}{
 		{
 			name: "UVC camera",
-			cfg:  webcam,
+			cfg: FakeConfig{
+				Card: "Fake UVC Camera",
+				Formats: []FakeFormat{
+					// Raw 720p only at 10 fps over USB 2: the reason to
+					// know rates per size.
+					{Format: media.YUYV, Sizes: []FakeSize{{Width: 640, Height: 480}, {Width: 1280, Height: 720, FrameRates: []int{10, 5}}}},
+					{Format: media.MJPEG, Sizes: []FakeSize{{Width: 1280, Height: 720}}},
+					{Format: media.H264, Sizes: []FakeSize{{Width: 1920, Height: 1080}}},
+				},
+				FrameRates: []int{30, 15},
+			},
 			want: Info{
 				Path: "/dev/video0", Driver: "fake", Card: "Fake UVC Camera", Bus: "platform:fake",
 				Caps:    capVideoCapture | capStreaming,
 				Capture: true,
 				Formats: []FormatInfo{
-					{FourCC: "YUYV", Format: media.YUYV, Description: "Fake YUYV"},
-					{FourCC: "MJPG", Format: media.MJPEG, Description: "Fake MJPEG", Compressed: true},
-					{FourCC: "H264", Format: media.H264, Description: "Fake H264", Compressed: true},
+					{FourCC: "YUYV", Format: media.YUYV, Description: "Fake YUYV", Sizes: []FrameSize{
+						{Width: 640, Height: 480, FrameRates: []float64{30, 15}, MinFPS: 15, MaxFPS: 30},
+						{Width: 1280, Height: 720, FrameRates: []float64{10, 5}, MinFPS: 5, MaxFPS: 10},
+					}},
+					{FourCC: "MJPG", Format: media.MJPEG, Description: "Fake MJPEG", Compressed: true, Sizes: []FrameSize{
+						{Width: 1280, Height: 720, FrameRates: []float64{30, 15}, MinFPS: 15, MaxFPS: 30},
+					}},
+					{FourCC: "H264", Format: media.H264, Description: "Fake H264", Compressed: true, Sizes: []FrameSize{
+						{Width: 1920, Height: 1080, FrameRates: []float64{30, 15}, MinFPS: 15, MaxFPS: 30},
+					}},
 				},
 			},
 		},
@@ -143,5 +161,68 @@ func TestSortNodes(t *testing.T) {
 	want := []string{"/dev/video-odd", "/dev/video0", "/dev/video2", "/dev/video10", "/dev/video11"}
 	if !reflect.DeepEqual(paths, want) {
 		t.Fatalf("sortNodes = %q, want %q", paths, want)
+	}
+}
+
+// rangeCamera answers the enumerations the way HDMI bridges and vivid do:
+// one stepwise size range and a continuous interval range. Only the
+// enumeration requests are implemented; it embeds a FakeCamera for the rest.
+type rangeCamera struct {
+	*FakeCamera
+}
+
+func (r rangeCamera) Ioctl(req uintptr, arg unsafe.Pointer) error {
+	switch req {
+	case vidiocEnumFrameSizes:
+		e := (*v4l2FrmSizeEnum)(arg)
+		if e.Index > 0 {
+			return unix.EINVAL
+		}
+		e.Type = frmTypeStepwise
+		e.Size = v4l2FrmSizeStepwise{MinWidth: 16, MaxWidth: 1920, StepWidth: 2, MinHeight: 16, MaxHeight: 1080, StepHeight: 2}
+		return nil
+	case vidiocEnumFrameIntervals:
+		e := (*v4l2FrmIvalEnum)(arg)
+		if e.Index > 0 || e.Width != 1920 || e.Height != 1080 {
+			return unix.EINVAL
+		}
+		e.Type = frmTypeContinuous
+		e.Interval = v4l2FrmIvalStepwise{
+			Min:  v4l2Fract{Numerator: 1, Denominator: 60},
+			Max:  v4l2Fract{Numerator: 1, Denominator: 1},
+			Step: v4l2Fract{Numerator: 1, Denominator: 1},
+		}
+		return nil
+	}
+	return r.FakeCamera.Ioctl(req, arg)
+}
+
+func TestProbeSizeAndRateRanges(t *testing.T) {
+	dev := rangeCamera{NewFakeCamera(FakeConfig{Formats: []FakeFormat{{Format: media.NV12}}})}
+	info, err := ProbeDevice(dev, "/dev/video0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []FrameSize{{
+		Width: 1920, Height: 1080, Range: true,
+		MinWidth: 16, MinHeight: 16, StepWidth: 2, StepHeight: 2,
+		MinFPS: 1, MaxFPS: 60,
+	}}
+	if got := info.Formats[0].Sizes; !reflect.DeepEqual(got, want) {
+		t.Fatalf("sizes = %+v\nwant    %+v", got, want)
+	}
+}
+
+func TestOpenReportsTheRateTheSizeAllows(t *testing.T) {
+	cfg := FakeConfig{
+		Formats:    []FakeFormat{{Format: media.YUYV, Sizes: []FakeSize{{Width: 640, Height: 480}, {Width: 1280, Height: 720, FrameRates: []int{10, 5}}}}},
+		FrameRates: []int{30, 15},
+	}
+	src, cam, _ := openFake(t, cfg, Config{Width: 1280, Height: 720, FPS: 30, Formats: []media.PixelFormat{media.YUYV}})
+	if got := src.Mode().FPS; got != 10 {
+		t.Fatalf("Mode().FPS = %v, want the 10 fps that raw 720p allows", got)
+	}
+	if got := cam.State().FPS; got != 10 {
+		t.Fatalf("camera runs at %d fps, want 10", got)
 	}
 }
