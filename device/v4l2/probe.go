@@ -38,6 +38,9 @@ type Info struct {
 	// OutputFormats are what an M2M device consumes (its output queue);
 	// empty for cameras.
 	OutputFormats []FormatInfo
+	// Err is set by List for a node it could not probe; the fields above
+	// other than Path are then empty.
+	Err error
 }
 
 // FormatInfo is one entry of a queue's format list.
@@ -262,37 +265,36 @@ func fps(interval v4l2Fract) float64 {
 	return float64(interval.Denominator) / float64(interval.Numerator)
 }
 
-// List probes every /dev/video* node, in numeric order. Nodes that cannot be
-// probed are left out of the list; their errors come back joined, for the
-// caller to log, next to the nodes that worked.
+// List probes every /dev/video* node, in numeric order. A node that cannot
+// be probed (permissions, a driver error) is still listed, with Err set and
+// nothing else known, so one bad node never hides the others; the error
+// return is for the scan itself.
 func List() ([]Info, error) {
 	paths, err := filepath.Glob("/dev/video*")
 	if err != nil {
 		return nil, fmt.Errorf("list cameras: %w", err)
 	}
-	return listNodes(paths, OpenNode)
+	return listNodes(paths, OpenNode), nil
 }
 
 // listNodes is List over given paths and an opener, so tests can use fakes.
-func listNodes(paths []string, open func(string) (Device, error)) ([]Info, error) {
+func listNodes(paths []string, open func(string) (Device, error)) []Info {
 	sortNodes(paths)
-	var infos []Info
-	var errs []error
+	infos := make([]Info, 0, len(paths))
 	for _, path := range paths {
 		dev, err := open(path)
 		if err != nil {
-			errs = append(errs, fmt.Errorf("probe: %w", err))
+			infos = append(infos, Info{Path: path, Err: fmt.Errorf("probe: %w", err)})
 			continue
 		}
 		info, err := ProbeDevice(dev, path)
 		dev.Close()
 		if err != nil {
-			errs = append(errs, err)
-			continue
+			info = Info{Path: path, Err: err}
 		}
 		infos = append(infos, info)
 	}
-	return infos, errors.Join(errs...)
+	return infos
 }
 
 // sortNodes orders /dev/video2 before /dev/video10.

@@ -2,6 +2,7 @@ package v4l2
 
 import (
 	"errors"
+	"io/fs"
 	"reflect"
 	"strings"
 	"testing"
@@ -111,23 +112,30 @@ func TestListNodes(t *testing.T) {
 	opener := func(path string) (Device, error) {
 		cfg, ok := cams[path]
 		if !ok {
-			return nil, errors.New("open " + path + ": " + unix.EACCES.Error())
+			return nil, &fs.PathError{Op: "open", Path: path, Err: unix.EACCES}
 		}
 		cam := NewFakeCamera(cfg)
 		fakes = append(fakes, cam)
 		return cam, nil
 	}
-	infos, err := listNodes([]string{"/dev/video10", "/dev/video2", "/dev/video1", "/dev/video0"}, opener)
-	if err == nil || !strings.Contains(err.Error(), "/dev/video1") {
-		t.Fatalf("err = %v, want the failure of /dev/video1", err)
-	}
+	infos := listNodes([]string{"/dev/video10", "/dev/video2", "/dev/video1", "/dev/video0"}, opener)
 	var got []string
 	for _, info := range infos {
 		got = append(got, info.Path+" "+info.Card)
 	}
-	want := []string{"/dev/video0 Fake UVC Camera", "/dev/video2 HDMI dongle", "/dev/video10 bcm2835-codec-encode"}
+	want := []string{"/dev/video0 Fake UVC Camera", "/dev/video1 ", "/dev/video2 HDMI dongle", "/dev/video10 bcm2835-codec-encode"}
 	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("listNodes = %q, want %q", got, want)
+	}
+	// The node that failed is listed with its error and nothing else, so
+	// a caller looking for capture or M2M nodes passes over it.
+	if bad := infos[1]; bad.Err == nil || !errors.Is(bad.Err, unix.EACCES) || bad.Capture || bad.M2M {
+		t.Fatalf("failed node = %+v, want Err wrapping EACCES and nothing else", bad)
+	}
+	for i, info := range infos {
+		if i != 1 && info.Err != nil {
+			t.Fatalf("%s: unexpected Err %v", info.Path, info.Err)
+		}
 	}
 	for _, cam := range fakes {
 		if !cam.State().Closed {
@@ -140,12 +148,15 @@ func TestListOnThisMachine(t *testing.T) {
 	// Runs the real glob and open path; a machine without cameras gives an
 	// empty list, one with cameras gives their infos.
 	infos, err := List()
+	if err != nil {
+		t.Fatal(err)
+	}
 	for _, info := range infos {
 		if !strings.HasPrefix(info.Path, "/dev/video") {
 			t.Errorf("List returned %q", info.Path)
 		}
+		t.Logf("%s: %q driver %q capture %v m2m %v err %v", info.Path, info.Card, info.Driver, info.Capture, info.M2M, info.Err)
 	}
-	t.Logf("List: %d nodes, err %v", len(infos), err)
 }
 
 func TestProbeNonV4L2Node(t *testing.T) {
