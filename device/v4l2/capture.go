@@ -488,7 +488,9 @@ func (s *Source) ReadVideo(ctx context.Context) (media.VideoFrame, error) {
 }
 
 // frameData returns the picture in the dequeued buffer, or false when the
-// driver flagged it damaged or it is too short.
+// driver flagged it damaged or it is too short. The slice's capacity ends
+// with the picture so that a consumer's append cannot write into the rest
+// of driver memory.
 func (s *Source) frameData(index int) ([]byte, bool) {
 	mem := s.buffers[index]
 	used := int(s.dq.BytesUsed)
@@ -496,7 +498,7 @@ func (s *Source) frameData(index int) ([]byte, bool) {
 		return nil, false
 	}
 	if s.planes == nil {
-		return mem[:used], true
+		return mem[:used:used], true
 	}
 	if used < planesSize(s.planes) {
 		return nil, false
@@ -504,7 +506,8 @@ func (s *Source) frameData(index int) ([]byte, bool) {
 	if s.packedBuf != nil {
 		return compact(s.packedBuf, mem, s.planes), true
 	}
-	return mem[:payloadSize(s.planes)], true
+	size := payloadSize(s.planes)
+	return mem[:size:size], true
 }
 
 // captureTime puts the dequeued buffer's timestamp on the pipeline clock.
