@@ -35,11 +35,11 @@ CC_ARM=${CC_ARM:-arm-linux-gnueabihf-gcc}
 PKG_CONFIG_ARM64=${PKG_CONFIG_ARM64:-aarch64-linux-gnu-pkg-config}
 PKG_CONFIG_ARM=${PKG_CONFIG_ARM:-arm-linux-gnueabihf-pkg-config}
 
+GOMOD=github.com/onair/onair
 # The flags of package/onair/onair.mk (ONAIR_LDFLAGS, ONAIR_BUILD_OPTS) and of
 # pkg-golang.mk; buildroot/tree_test.go checks that the two stay equal.
-ONAIR_LDFLAGS="-s -w -X main.version=${version}"
+ONAIR_LDFLAGS="-s -w -X ${GOMOD}/internal/daemon.Version=${version}"
 ONAIR_BUILD_OPTS="-buildmode=exe"
-GOMOD=github.com/onair/onair
 
 die() {
 	echo "check-package-build.sh: $*" >&2
@@ -94,7 +94,7 @@ build() {
 
 # check BINARY GOARCH GOARM COMMAND: the build settings Go recorded in the
 # binary. With -trimpath Go does not record -ldflags, so the version is looked
-# for in the binary itself, when the command has a main.version to set.
+# for in the binary itself, when the command links internal/daemon.
 check() {
 	local binary=$1 goarch=$2 goarm=$3 command=$4 info
 	info=$(go version -m "$binary")
@@ -110,10 +110,10 @@ $info"
 	expect "-trimpath=true"
 	expect "-buildmode=exe"
 	expect "mod	$GOMOD"
-	if grep -qE '^(var)?[[:space:]]*version([[:space:]]+string)?[[:space:]]*=' "$src/$command"/*.go; then
+	if (cd "$src" && GOFLAGS=-mod=vendor GOPROXY=off go list -deps "./$command") | grep -qx "$GOMOD/internal/daemon"; then
 		grep -qaF -- "$version" "$binary" || die "$binary: version $version was not linked in"
 	else
-		echo "note: $command declares no main.version; -X main.version has no effect on it"
+		echo "note: $command does not link internal/daemon; -X ...daemon.Version has no effect on it"
 	fi
 	echo "ok $binary"
 }

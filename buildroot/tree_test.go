@@ -741,14 +741,16 @@ func TestBuildFlagsInStep(t *testing.T) {
 		if m == nil {
 			t.Fatalf("onair.mk does not set %s", name)
 		}
-		return strings.ReplaceAll(strings.TrimSpace(m[1]), "$(ONAIR_FIRMWARE_VERSION)", "VERSION")
+		v := strings.ReplaceAll(strings.TrimSpace(m[1]), "$(ONAIR_FIRMWARE_VERSION)", "VERSION")
+		return strings.ReplaceAll(v, "$(ONAIR_GOMOD)", "GOMOD")
 	}
 	scriptVar := func(name string) string {
 		m := regexp.MustCompile(`(?m)^` + name + `="([^"]*)"$`).FindStringSubmatch(script)
 		if m == nil {
 			t.Fatalf("check-package-build.sh does not set %s", name)
 		}
-		return strings.ReplaceAll(m[1], "${version}", "VERSION")
+		v := strings.ReplaceAll(m[1], "${version}", "VERSION")
+		return strings.ReplaceAll(v, "${GOMOD}", "GOMOD")
 	}
 	for _, name := range []string{"ONAIR_LDFLAGS", "ONAIR_BUILD_OPTS"} {
 		if got, want := scriptVar(name), mkVar(name); got != want {

@@ -24,10 +24,11 @@ ONAIR_DEPENDENCIES = alsa-lib opus x264 host-pkgconf host-onair
 ONAIR_BUILD_TARGETS = cmd/onaird
 
 # Keep in step with buildroot/check-package-build.sh, which runs the same
-# command here: the version is linked into main.version of every command, and
-# -buildmode=exe because a pure-Go 32-bit arm binary cannot be PIE without an
-# external linker.
-ONAIR_LDFLAGS = -s -w -X main.version=$(ONAIR_FIRMWARE_VERSION)
+# command here: the version is linked into internal/daemon.Version (what
+# onaird reports), and -buildmode=exe because a pure-Go 32-bit arm binary
+# cannot be PIE without an external linker. cgo code is selected by the cgo
+# build tag alone (CGO_ENABLED=1), so no extra tags.
+ONAIR_LDFLAGS = -s -w -X $(ONAIR_GOMOD)/internal/daemon.Version=$(ONAIR_FIRMWARE_VERSION)
 ONAIR_BUILD_OPTS = -buildmode=exe
 ONAIR_GO_ENV = \
 	CGO_ENABLED=1 \
@@ -35,7 +36,7 @@ ONAIR_GO_ENV = \
 
 # onair-bundle runs on the build machine (post-image signs the OTA bundle).
 HOST_ONAIR_BUILD_TARGETS = cmd/onair-bundle
-HOST_ONAIR_LDFLAGS = -X main.version=$(ONAIR_FIRMWARE_VERSION)
+HOST_ONAIR_LDFLAGS = -X $(ONAIR_GOMOD)/internal/daemon.Version=$(ONAIR_FIRMWARE_VERSION)
 HOST_ONAIR_GO_ENV = CGO_ENABLED=0
 # Not the target's libraries: the bundle tool is pure Go.
 HOST_ONAIR_DEPENDENCIES =
