@@ -462,12 +462,24 @@ func writeFile(t *testing.T, path, content string, mode os.FileMode) {
 	}
 }
 
+// bundleTool builds the real cmd/onair-bundle and makes a signing key pair
+// with it, as image.sh does for a development build.
+func bundleTool(t *testing.T) (tool, privateKey, publicKey string) {
+	t.Helper()
+	dir := t.TempDir()
+	tool = filepath.Join(dir, "onair-bundle")
+	run(t, ".", []string{"CGO_ENABLED=0"}, "go", "build", "-o", tool, "github.com/onair/onair/cmd/onair-bundle")
+	prefix := filepath.Join(dir, "test")
+	run(t, ".", nil, tool, "keygen", "-out", prefix)
+	return tool, prefix + ".key", prefix + ".pub"
+}
+
 // fakeBuild lays out what Buildroot leaves for the post-image script of a
 // board: kernel, DTBs, the rpi-firmware directory (with the board's real
 // config.txt and cmdline.txt), U-Boot files, a small rootfs.ext4, and a
-// .config. Its host directory holds a stand-in onair-bundle that records its
-// arguments.
-func fakeBuild(t *testing.T, board string) (binaries, hostDir, brConfig string) {
+// .config. Its host directory holds onair-bundle: a wrapper that records its
+// arguments and runs the real tool.
+func fakeBuild(t *testing.T, board, bundleTool string) (binaries, hostDir, brConfig string) {
 	t.Helper()
 	base := t.TempDir()
 	binaries = filepath.Join(base, "images")
@@ -495,14 +507,13 @@ func fakeBuild(t *testing.T, board string) (binaries, hostDir, brConfig string) 
 	writeFile(t, filepath.Join(rootfsDir, "etc", "onair", "version"), "1.2.3\n", 0o644)
 	run(t, base, nil, "mkfs.ext4", "-q", "-L", "onair-root", "-d", rootfsDir, filepath.Join(binaries, "rootfs.ext4"), "32M")
 
-	writeFile(t, filepath.Join(hostDir, "bin", "onair-bundle"),
-		"#!/bin/sh\nprintf '%s\\n' \"$@\" > \"$(dirname \"$0\")/onair-bundle.args\"\n", 0o755)
+	writeFile(t, filepath.Join(hostDir, "bin", "onair-bundle"), fmt.Sprintf(
+		"#!/bin/sh\nset -eu\nprintf '%%s\\n' \"$@\" > \"$(dirname \"$0\")/onair-bundle.args\"\nexec '%s' \"$@\"\n", bundleTool), 0o755)
 
 	brConfig = filepath.Join(base, ".config")
 	config := readFile(t, filepath.Join("configs", "onair_"+board+"_defconfig")) +
 		"BR2_PACKAGE_ONAIR_FIRMWARE_VERSION=\"1.2.3\"\n"
 	writeFile(t, brConfig, config, 0o644)
-	writeFile(t, filepath.Join(base, "signing.key"), "not a real key", 0o600)
 	return binaries, hostDir, brConfig
 }
 
@@ -553,14 +564,14 @@ var layouts = map[string][]wantPartition{
 
 // TestSDCardImage runs the real post-image script, and through it Debian's
 // genimage on the board's real genimage.cfg, on dummy partition contents,
-// then reads the result back: partition table, boot files, filesystem labels
-// and the OTA bundle call.
+// then reads the result back: partition table, boot files, filesystem labels,
+// and the OTA bundle that the real onair-bundle signed.
 func TestSDCardImage(t *testing.T) {
 	toolPath(t)
+	tool, key, publicKey := bundleTool(t)
 	for board, scheme := range boards {
 		t.Run(board, func(t *testing.T) {
-			binaries, hostDir, brConfig := fakeBuild(t, board)
-			key := filepath.Join(filepath.Dir(brConfig), "signing.key")
+			binaries, hostDir, brConfig := fakeBuild(t, board, tool)
 			run(t, ".", []string{
 				"HOST_DIR=" + hostDir,
 				"BR2_CONFIG=" + brConfig,
@@ -669,6 +680,17 @@ func TestSDCardImage(t *testing.T) {
 			}
 			if !slices.Equal(args, wantArgs) {
 				t.Errorf("onair-bundle called with\n%q\nwant\n%q", args, wantArgs)
+			}
+			bundle := wantArgs[len(wantArgs)-1]
+			verified := string(run(t, ".", nil, tool, "verify", "-keys", publicKey, "-board", board, bundle))
+			rootfs, err := os.Stat(filepath.Join(binaries, "rootfs.ext4"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, want := range []string{"OK", "version 1.2.3 for " + board, fmt.Sprintf("image %d bytes", rootfs.Size())} {
+				if !strings.Contains(verified, want) {
+					t.Errorf("onair-bundle verify: %q lacks %q", verified, want)
+				}
 			}
 		})
 	}
