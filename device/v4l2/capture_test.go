@@ -538,3 +538,40 @@ func BenchmarkReadVideo(b *testing.B) {
 		})
 	}
 }
+
+// TestCloseWhileReading races Close against a reader that is streaming
+// frames as fast as it can, many times over; run with -race it checks that
+// Close never unmaps a buffer a ReadVideo is handing out.
+func TestCloseWhileReading(t *testing.T) {
+	rounds := 50
+	if testing.Short() {
+		rounds = 10
+	}
+	for range rounds {
+		cam := NewFakeCamera(webcam)
+		src, err := NewSource(cam, "/dev/video0", Config{Width: 640, Height: 480, Formats: []media.PixelFormat{media.MJPEG}}, device.NewClock())
+		if err != nil {
+			t.Fatal(err)
+		}
+		done := make(chan error)
+		go func() {
+			for {
+				frame, err := src.ReadVideo(context.Background())
+				if err != nil {
+					done <- err
+					return
+				}
+				_ = frame.Data[len(frame.Data)-1]
+			}
+		}()
+		if err := src.Close(); err != nil {
+			t.Fatal(err)
+		}
+		if err := <-done; !errors.Is(err, ErrClosed) {
+			t.Fatalf("reader ended with %v, want ErrClosed", err)
+		}
+		if st := cam.State(); !st.Closed || st.Mapped != 0 {
+			t.Fatalf("after Close: %+v", st)
+		}
+	}
+}

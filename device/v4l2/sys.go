@@ -69,7 +69,7 @@ func (d *fileDevice) Mmap(offset int64, length int) ([]byte, error) {
 func (d *fileDevice) Munmap(b []byte) error { return unix.Munmap(b) }
 
 func (d *fileDevice) Poll(timeout time.Duration) (bool, error) {
-	d.pollFDs[0] = unix.PollFd{Fd: int32(d.fd), Events: unix.POLLIN | unix.POLLPRI}
+	d.pollFDs[0] = unix.PollFd{Fd: int32(d.fd), Events: unix.POLLIN}
 	ms := int(timeout / time.Millisecond)
 	if timeout < 0 {
 		ms = -1
