@@ -8,7 +8,17 @@
 // CLOCK_MONOTONIC capture time (converted onto the pipeline's device.Clock),
 // and negotiates H.264, MJPEG, YUYV, NV12 and YUV 4:2:0.
 //
+// Open (or NewSource on an open Device) negotiates format, size and rate;
+// Source.Mode tells what the driver gave, which may differ from what was
+// asked. Probe and List describe device nodes (cameras, and M2M codecs such
+// as the Pi's bcm2835-codec-encode) without streaming.
+//
 // The hardware is reached through the small Device interface (ioctl, mmap,
 // poll, close). FakeCamera implements it with the kernel's rules so the
 // capture code runs unchanged in tests on machines without a camera.
+//
+// Limits: single-planar capture only (USB cameras, unicam, HDMI bridges);
+// MMAP buffers only. On 32-bit ARM the structs follow the 32-bit time_t ABI
+// that Go's linux/arm port uses (68-byte v4l2_buffer); the kernel serves it
+// on both 32-bit and 64-bit kernels.
 package v4l2
