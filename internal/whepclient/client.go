@@ -19,7 +19,6 @@ import (
 	"github.com/pion/rtcp"
 	"github.com/pion/rtp/codecs"
 	"github.com/pion/webrtc/v4"
-	"github.com/pion/webrtc/v4/pkg/media/samplebuilder"
 
 	"github.com/onair/onair/media/h264"
 )
@@ -49,9 +48,11 @@ type Stats struct {
 	// with SPS and PPS in front: decodable on its own.
 	FirstFrameIsKeyframe bool
 	VideoPacketsLost     int
-	// FirstAudioEnergy is true once a non-silent Opus packet arrived (a
+	// AudioNonSilent is true once a non-silent Opus packet arrived (a
 	// packet longer than Opus's few-byte silence frames).
 	AudioNonSilent bool
+	// KeyframeTimestamps are the RTP timestamps (90 kHz) of keyframes.
+	KeyframeTimestamps []uint32
 }
 
 // Client is one connected viewer.
@@ -174,7 +175,11 @@ func (c *Client) readVideo(track *webrtc.TrackRemote) {
 	c.mu.Lock()
 	c.videoSS = track.SSRC()
 	c.mu.Unlock()
-	sb := samplebuilder.New(256, &codecs.H264Packet{}, track.Codec().ClockRate)
+	// Frames are put together by the marker bit rather than with pion's
+	// samplebuilder, which holds a frame back until the next one starts:
+	// the last frame before a stop must count too.
+	var depacketizer codecs.H264Packet
+	var au []byte
 	var lastSeq uint16
 	first := true
 	for {
@@ -194,14 +199,20 @@ func (c *Client) readVideo(track *webrtc.TrackRemote) {
 		}
 		first = false
 		lastSeq = pkt.SequenceNumber
-		sb.Push(pkt)
-		for s := sb.Pop(); s != nil; s = sb.Pop() {
-			c.frame(s.Data)
+		nal, err := depacketizer.Unmarshal(pkt.Payload)
+		if err != nil {
+			au = au[:0]
+			continue
+		}
+		au = append(au, nal...)
+		if pkt.Marker && len(au) > 0 {
+			c.frame(au, pkt.Timestamp)
+			au = au[:0]
 		}
 	}
 }
 
-func (c *Client) frame(au []byte) {
+func (c *Client) frame(au []byte, ts uint32) {
 	info := h264.Inspect(au)
 	c.mu.Lock()
 	if c.stats.VideoFrames == 0 {
@@ -210,6 +221,7 @@ func (c *Client) frame(au []byte) {
 	c.stats.VideoFrames++
 	if info.IDR {
 		c.stats.Keyframes++
+		c.stats.KeyframeTimestamps = append(c.stats.KeyframeTimestamps, ts)
 		if c.stats.FirstKeyframe.IsZero() {
 			c.stats.FirstKeyframe = time.Now()
 		}
@@ -251,7 +263,9 @@ func (c *Client) SendPLI() {
 func (c *Client) Stats() Stats {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.stats
+	st := c.stats
+	st.KeyframeTimestamps = append([]uint32(nil), c.stats.KeyframeTimestamps...)
+	return st
 }
 
 // H264 returns the recorded video stream (Options.RecordH264).
