@@ -39,6 +39,23 @@ var buildrootPaths = []string{
 // cmdline.txt and boot.scr name root filesystems by PARTUUID <signature>-0N.
 const diskSignature = "6f6e6169"
 
+// walkTree calls fn for every file of the tree, leaving out image.sh's
+// output directory (a whole Buildroot build) and hidden directories.
+func walkTree(fn func(path string, d os.DirEntry) error) error {
+	return filepath.WalkDir(".", func(path string, d os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() {
+			if path == "output" || (path != "." && strings.HasPrefix(d.Name(), ".")) {
+				return filepath.SkipDir
+			}
+			return nil
+		}
+		return fn(path, d)
+	})
+}
+
 func readFile(t *testing.T, path string) string {
 	t.Helper()
 	data, err := os.ReadFile(path)
@@ -66,9 +83,9 @@ func TestExternalDesc(t *testing.T) {
 	// Every reference to a br2-external path must use this tree's name: a
 	// typo expands to an empty string in make and to a wrong path silently.
 	ref := regexp.MustCompile(`BR2_EXTERNAL_([A-Za-z0-9_]+)_PATH`)
-	err := filepath.WalkDir(".", func(path string, d os.DirEntry, err error) error {
-		if err != nil || d.IsDir() || strings.HasSuffix(path, "_test.go") {
-			return err
+	err := walkTree(func(path string, d os.DirEntry) error {
+		if strings.HasSuffix(path, "_test.go") {
+			return nil
 		}
 		data, err := os.ReadFile(path)
 		if err != nil {
@@ -330,10 +347,7 @@ func TestDefconfigs(t *testing.T) {
 }
 
 func TestScriptsExecutable(t *testing.T) {
-	err := filepath.WalkDir(".", func(path string, d os.DirEntry, err error) error {
-		if err != nil || d.IsDir() {
-			return err
-		}
+	err := walkTree(func(path string, d os.DirEntry) error {
 		data, err := os.ReadFile(path)
 		if err != nil {
 			return err
@@ -792,5 +806,81 @@ func TestBuildFlagsInStep(t *testing.T) {
 	}
 	if !strings.Contains(mk, "$(eval $(golang-package))") {
 		t.Error("onair.mk does not use the golang-package infrastructure")
+	}
+}
+
+// TestPostBuild runs post-build.sh on an empty target tree: the read-only
+// root must point the daemon's default config and data_dir at the data
+// partition, where S05onair-data creates them.
+func TestPostBuild(t *testing.T) {
+	for board := range boards {
+		t.Run(board, func(t *testing.T) {
+			target := t.TempDir()
+			run(t, ".", []string{"SOURCE_DATE_EPOCH=1700000000"}, "board/common/post-build.sh", target, board)
+
+			for link, want := range map[string]string{
+				"etc/onair/onair.yaml": "/data/etc/onair.yaml",
+				"var/lib/onair":        "/data/onair",
+			} {
+				got, err := os.Readlink(filepath.Join(target, link))
+				if err != nil || got != want {
+					t.Errorf("/%s -> %q (%v), want -> %s", link, got, err, want)
+				}
+			}
+			if info, err := os.Stat(filepath.Join(target, "data")); err != nil || !info.IsDir() {
+				t.Errorf("no /data mount point in the root filesystem: %v", err)
+			}
+			if got := strings.TrimSpace(readFile(t, filepath.Join(target, "etc/onair/build-time"))); got != "1700000000" {
+				t.Errorf("/etc/onair/build-time = %q, want SOURCE_DATE_EPOCH", got)
+			}
+			_, err := os.Stat(filepath.Join(target, "etc/fw_env.config"))
+			if hasUBoot := boards[board] == "uboot"; hasUBoot != (err == nil) {
+				t.Errorf("/etc/fw_env.config present: %v, want %v (U-Boot boards only)", err == nil, hasUBoot)
+			}
+		})
+	}
+
+	// The other ends of those links.
+	sample := readFile(t, "../config/onair.yaml")
+	if !regexp.MustCompile(`(?m)^data_dir:\s*/var/lib/onair\b`).MatchString(sample) {
+		t.Error("config/onair.yaml: data_dir is no longer /var/lib/onair, which the image links to /data/onair")
+	}
+	dataScript := readFile(t, "board/common/rootfs-overlay/etc/init.d/S05onair-data")
+	for _, want := range []string{`"$MOUNTPOINT/etc"`, `"$MOUNTPOINT/onair"`, "MOUNTPOINT=/data", `"$MOUNTPOINT/etc/onair.yaml"`} {
+		if !strings.Contains(dataScript, want) {
+			t.Errorf("S05onair-data does not create %s", want)
+		}
+	}
+	if !strings.Contains(readFile(t, "package/onair/onaird-supervise"), "CONFIG=/etc/onair/onair.yaml") {
+		t.Error("onaird-supervise does not start onaird with /etc/onair/onair.yaml")
+	}
+}
+
+// TestShellcheck runs shellcheck on every script of the tree: the target's
+// BusyBox ash scripts and the build machine's bash scripts.
+func TestShellcheck(t *testing.T) {
+	if _, err := exec.LookPath("shellcheck"); err != nil {
+		t.Fatal("shellcheck is missing; install it: apt-get install shellcheck")
+	}
+	var scripts []string
+	err := walkTree(func(path string, d os.DirEntry) error {
+		data, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		if bytes.HasPrefix(data, []byte("#!")) {
+			scripts = append(scripts, path)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(scripts) == 0 {
+		t.Fatal("no scripts found")
+	}
+	cmd := exec.Command("shellcheck", scripts...)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Errorf("shellcheck: %v\n%s", err, out)
 	}
 }
