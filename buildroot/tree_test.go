@@ -432,6 +432,7 @@ var tools = []struct{ command, debianPackage string }{
 	{"mkfs.ext4", "e2fsprogs"},
 	{"e2fsck", "e2fsprogs"},
 	{"sfdisk", "fdisk"},
+	{"busybox", "busybox"},
 }
 
 // toolPath puts the sbin directories on PATH (mkdosfs, mke2fs and sfdisk live
@@ -447,7 +448,7 @@ func toolPath(t *testing.T) {
 		}
 	}
 	if len(missing) > 0 {
-		t.Fatalf("missing tools: %s; install them: apt-get install genimage dosfstools mtools e2fsprogs fdisk",
+		t.Fatalf("missing tools: %s; install them: apt-get install genimage dosfstools mtools e2fsprogs fdisk busybox",
 			strings.Join(missing, ", "))
 	}
 }
@@ -706,6 +707,8 @@ func TestSDCardImage(t *testing.T) {
 					t.Errorf("onair-bundle verify: %q lacks %q", verified, want)
 				}
 			}
+
+			checkGrowData(t, image, table)
 		})
 	}
 }
@@ -882,5 +885,61 @@ func TestShellcheck(t *testing.T) {
 	cmd := exec.Command("shellcheck", scripts...)
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Errorf("shellcheck: %v\n%s", err, out)
+	}
+}
+
+// checkGrowData runs the box's grow-data (under BusyBox, the box's shell) on
+// the factory image, then on the image made larger as by a bigger card: the
+// extended and data partitions must reach the end, the others stay put, and
+// a second run must change nothing.
+func checkGrowData(t *testing.T, image string, factory sfdiskTable) {
+	t.Helper()
+	grow := func() string {
+		return strings.TrimSpace(string(run(t, ".", nil, "busybox", "sh",
+			"board/common/rootfs-overlay/usr/libexec/onair/grow-data", image)))
+	}
+	table := func() sfdiskTable {
+		var table sfdiskTable
+		if err := json.Unmarshal(run(t, ".", nil, "sfdisk", "--json", image), &table); err != nil {
+			t.Fatalf("sfdisk --json: %v", err)
+		}
+		return table
+	}
+	if out := grow(); out != "" {
+		t.Errorf("grow-data on the factory image: %q, want no change", out)
+	}
+
+	const extraBytes = 64 << 20
+	info, err := os.Stat(image)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Truncate(image, info.Size()+extraBytes); err != nil {
+		t.Fatal(err)
+	}
+	if out := grow(); out != "grown" {
+		t.Fatalf("grow-data on a larger card: %q, want grown", out)
+	}
+	grown := table().PartitionTable
+	sectors := (info.Size() + extraBytes) / grown.SectorSize
+	before := factory.PartitionTable.Partitions
+	for i, p := range grown.Partitions {
+		n := i + 1
+		if p.Start != before[i].Start || p.Type != before[i].Type {
+			t.Errorf("grow-data moved partition %d", n)
+		}
+		switch n {
+		case 4, 7:
+			if p.Start+p.Size != sectors {
+				t.Errorf("partition %d ends at sector %d after grow-data, want the disk end %d", n, p.Start+p.Size, sectors)
+			}
+		default:
+			if p.Size != before[i].Size {
+				t.Errorf("grow-data resized partition %d", n)
+			}
+		}
+	}
+	if out := grow(); out != "" {
+		t.Errorf("second grow-data: %q, want no change", out)
 	}
 }
