@@ -40,19 +40,24 @@ func OpenHost(log *slog.Logger) (*Host, error) {
 	if err != nil {
 		return nil, fmt.Errorf("init periph host drivers: %w", err)
 	}
-	var loaded, skipped []string
+	var loaded, skipped, gpioSkipped []string
 	for _, d := range state.Loaded {
 		loaded = append(loaded, d.String())
 	}
 	for _, f := range state.Skipped {
 		skipped = append(skipped, f.String())
+		// periph also probes I²C, SPI, 1-Wire and more; only GPIO reasons
+		// explain a missing button.
+		if strings.Contains(f.D.String(), "gpio") {
+			gpioSkipped = append(gpioSkipped, f.String())
+		}
 	}
 	for _, f := range state.Failed {
 		log.Warn("gpio: periph driver failed", "driver", f.D.String(), "err", f.Err)
 	}
 	log.Debug("gpio: periph drivers", "loaded", loaded, "skipped", skipped)
 	if len(gpioioctl.Chips) == 0 && len(gpioreg.All()) == 0 {
-		return nil, fmt.Errorf("%w (no GPIO chip under /dev/gpiochip*, drivers skipped: %s)", ErrNoGPIO, strings.Join(skipped, "; "))
+		return nil, fmt.Errorf("%w (%s)", ErrNoGPIO, strings.Join(gpioSkipped, "; "))
 	}
 	var chips []string
 	for _, c := range gpioioctl.Chips {
