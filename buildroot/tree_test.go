@@ -13,6 +13,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 )
 
 // externalName is the br2-external name; Buildroot derives the
@@ -941,5 +942,76 @@ func checkGrowData(t *testing.T, image string, factory sfdiskTable) {
 	}
 	if out := grow(); out != "" {
 		t.Errorf("second grow-data: %q, want no change", out)
+	}
+}
+
+// TestClockScripts runs the box's last-known-time and save-clock under
+// BusyBox with ONAIR_ROOT pointing at a scratch tree.
+func TestClockScripts(t *testing.T) {
+	toolPath(t)
+	root := t.TempDir()
+	env := []string{"ONAIR_ROOT=" + root}
+	const scripts = "board/common/rootfs-overlay/usr/libexec/onair/"
+	lastKnown := func() int64 {
+		var seconds int64
+		out := strings.TrimSpace(string(run(t, ".", env, "busybox", "sh", scripts+"last-known-time")))
+		if _, err := fmt.Sscan(out, &seconds); err != nil {
+			t.Fatalf("last-known-time printed %q", out)
+		}
+		return seconds
+	}
+	saveClock := func(event string) {
+		run(t, ".", env, "busybox", "sh", scripts+"save-clock", event)
+	}
+	saved := filepath.Join(root, "data", "clock", "last")
+	writeSaved := func(content string) { writeFile(t, saved, content, 0o644) }
+
+	if got := lastKnown(); got != 0 {
+		t.Errorf("nothing known: last-known-time %d, want 0", got)
+	}
+	const buildTime = 1700000000
+	writeFile(t, filepath.Join(root, "etc", "onair", "build-time"), fmt.Sprintln(buildTime), 0o644)
+	if got := lastKnown(); got != buildTime {
+		t.Errorf("before any save: last-known-time %d, want the build time %d", got, buildTime)
+	}
+
+	saveClock("shutdown") // data partition not mounted: nothing to do
+	if _, err := os.Stat(saved); err == nil {
+		t.Error("save-clock wrote without /data/clock")
+	}
+
+	if err := os.MkdirAll(filepath.Dir(saved), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	before := time.Now().Unix()
+	saveClock("step")
+	after := time.Now().Unix()
+	if got := lastKnown(); got < before || got > after {
+		t.Errorf("after save-clock step: last-known-time %d, want between %d and %d", got, before, after)
+	}
+
+	future := fmt.Sprint(after + 1_000_000)
+	writeSaved(future + "\n")
+	saveClock("periodic")
+	if got := strings.TrimSpace(readFile(t, saved)); got != future {
+		t.Errorf("save-clock moved the saved time back from %s to %s", future, got)
+	}
+
+	writeSaved("12\n")
+	saveClock("unsync")
+	if got := strings.TrimSpace(readFile(t, saved)); got != "12" {
+		t.Errorf("save-clock saved on unsync: %s", got)
+	}
+
+	writeSaved("garbage")
+	if got := lastKnown(); got != buildTime {
+		t.Errorf("unreadable saved time: last-known-time %d, want the build time", got)
+	}
+	saveClock("stratum")
+	if got := lastKnown(); got < before {
+		t.Errorf("save-clock did not replace an unreadable saved time: %d", got)
+	}
+	if _, err := os.Stat(saved + ".tmp"); err == nil {
+		t.Error("save-clock left its temporary file")
 	}
 }
