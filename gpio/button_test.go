@@ -399,3 +399,36 @@ func TestPressKindText(t *testing.T) {
 		t.Fatal("zero PressKind encoded without an error")
 	}
 }
+
+// TestButtonOnRealTime runs the button on the real clock with a live fake
+// line, the way the daemon runs it: an edge wakes the goroutine and a held
+// button becomes a long press. Nothing waits on the wall clock for a
+// verdict: the test blocks on the press itself (go test's timeout is the
+// only limit).
+func TestButtonOnRealTime(t *testing.T) {
+	pin := gpiofake.NewLivePin("GPIO17", 17)
+	btn, err := NewButton(context.Background(), pin, ButtonOptions{
+		ActiveLow: true, Debounce: time.Millisecond, LongPress: 2 * time.Millisecond, StartHold: 3 * time.Millisecond,
+		Logger: quietLogger(),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if held, err := btn.HeldAtStart(context.Background()); held || err != nil {
+		t.Fatalf("HeldAtStart = %v, %v with the button up", held, err)
+	}
+	pin.Drive(gpio.Low)
+	if p := <-btn.Presses(); p.Kind != Long {
+		t.Fatalf("press = %v, want a long press", p)
+	}
+	pin.Drive(gpio.High)
+	if err := btn.Close(); err != nil {
+		t.Fatal(err)
+	}
+	for p := range btn.Presses() {
+		t.Errorf("press %v after a long press was released", p)
+	}
+	if err := pin.Err(); err != nil {
+		t.Fatal(err)
+	}
+}
