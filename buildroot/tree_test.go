@@ -12,6 +12,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -1014,4 +1015,115 @@ func TestClockScripts(t *testing.T) {
 	if _, err := os.Stat(saved + ".tmp"); err == nil {
 		t.Error("save-clock left its temporary file")
 	}
+}
+
+// TestSupervisorRestartsDaemon runs onaird-supervise under BusyBox with a
+// stand-in onaird that fails once and then keeps running: the supervisor must
+// start it again, pass --config, log the failure, and on TERM stop the daemon
+// and exit.
+func TestSupervisorRestartsDaemon(t *testing.T) {
+	toolPath(t)
+	dir := t.TempDir()
+	starts := filepath.Join(dir, "starts")
+	logged := filepath.Join(dir, "logged")
+	// The first start fails at once; the second stays up (exec keeps its PID).
+	writeFile(t, filepath.Join(dir, "onaird"), `#!/bin/sh
+echo "$$ $*" >> '`+starts+`'
+if [ "$(wc -l < '`+starts+`')" -lt 2 ]; then
+	echo "first start fails"
+	exit 3
+fi
+echo "running"
+exec sleep 600
+`, 0o755)
+	writeFile(t, filepath.Join(dir, "bin", "logger"), `#!/bin/sh
+if [ "$#" -gt 2 ]; then shift 2; fi
+{ echo "$*"; cat; } >> '`+logged+`'
+`, 0o755)
+
+	cmd := exec.Command("busybox", "sh", "package/onair/onaird-supervise")
+	cmd.Env = append(os.Environ(),
+		"ONAIRD="+filepath.Join(dir, "onaird"),
+		"ONAIR_RUN_DIR="+dir,
+		"PATH="+filepath.Join(dir, "bin")+":"+os.Getenv("PATH"))
+	var output bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &output, &output
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	defer func() {
+		if cmd.ProcessState == nil {
+			cmd.Process.Kill()
+			<-done
+		}
+	}()
+
+	startLines := func() []string {
+		data, _ := os.ReadFile(starts)
+		var lines []string
+		for line := range strings.Lines(string(data)) {
+			if line = strings.TrimSpace(line); line != "" {
+				lines = append(lines, line)
+			}
+		}
+		return lines
+	}
+	// The restart pause is real time (2 s after a quick failure).
+	if !waitFor(20*time.Second, func() bool { return len(startLines()) >= 2 }) {
+		t.Fatalf("onaird started %d times in 20 s, want a restart; supervisor output:\n%s", len(startLines()), output.String())
+	}
+	lines := startLines()
+	for _, line := range lines {
+		if !strings.HasSuffix(line, "--config /etc/onair/onair.yaml") {
+			t.Errorf("onaird started as %q, want --config /etc/onair/onair.yaml", line)
+		}
+	}
+	var daemonPID int
+	fmt.Sscan(lines[1], &daemonPID)
+
+	// The running daemon's output reaches syslog through the supervisor.
+	wants := []string{"first start fails", "onaird exited (status 3)", "running"}
+	logHas := func() bool {
+		data, _ := os.ReadFile(logged)
+		for _, want := range wants {
+			if !strings.Contains(string(data), want) {
+				return false
+			}
+		}
+		return true
+	}
+	if !waitFor(10*time.Second, logHas) {
+		data, _ := os.ReadFile(logged)
+		t.Fatalf("syslog lacks one of %q:\n%s", wants, data)
+	}
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("supervisor exited with %v after TERM:\n%s", err, output.String())
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatalf("supervisor still running 10 s after TERM:\n%s", output.String())
+	}
+	if err := syscall.Kill(daemonPID, 0); err == nil {
+		syscall.Kill(daemonPID, syscall.SIGKILL)
+		t.Errorf("onaird (pid %d) still runs after the supervisor stopped", daemonPID)
+	}
+}
+
+// waitFor polls cond until it holds or timeout passes; it reports whether
+// cond held. For outside processes only, which the test cannot step.
+func waitFor(timeout time.Duration, cond func() bool) bool {
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return true
 }
