@@ -1,0 +1,66 @@
+// Package gpio provides the crew's interface at the venue: one button and
+// one or two LEDs on GPIO lines, through periph.io.
+//
+// # Opening lines
+//
+// OpenHost initialises periph's host drivers and opens lines by their config
+// names (gpio.button, gpio.led): a Pi header name ("GPIO17") or a chip and
+// line offset ("gpiochip0:17", for boards and VMs whose lines have no names).
+// It logs the driver behind each line: gpioioctl (the kernel's GPIO
+// character device: Pi 5's RP1, VMs, any Linux board) or bcm283x (registers,
+// Pi 4, 3 and Zero 2 W, edges still through the character device). On a
+// machine without GPIO it returns an error wrapping ErrNoGPIO, and the daemon
+// runs without a button. ParsePin and ParsePull check config values at load
+// time.
+//
+// # Button
+//
+// NewButton watches a gpio.PinIn (nothing more is needed) with one goroutine
+// that sleeps in WaitForEdge until the line moves: no polling. The line must
+// be quiet for the debounce time (default 30 ms) before its level counts, so
+// a bouncing contact gives one press and a glitch gives none. Presses arrive
+// on Presses(): Short when released before the long-press time (default
+// 3 s), Long the moment the button has been held that long (its release is
+// silent). The daemon's reader should always be receiving and drop the
+// presses it cannot use (while going live or stopping): presses are not
+// queued commands. PressKind's text form is that of POST /api/button, so the
+// HTTP handler can feed the same code path.
+//
+// HeldAtStart answers the factory-reset question once at start: was the
+// button already down when it was opened, and did it stay down for 10 s?
+// That hold never becomes a Press.
+//
+// # LED
+//
+// NewLED drives a gpio.PinOut, active high or low. SetPattern switches at
+// once to one of the on/off patterns (PatternOff, PatternIdleBlink,
+// PatternGoingLive, PatternLive, PatternStopping, PatternError, PatternOTA,
+// PatternFactoryReset); setting the pattern already shown keeps its rhythm.
+// An LED owns no goroutine: each change is a clock callback. A second LED is
+// a second LED value.
+//
+// # Lifetimes and time
+//
+// Close stops a Button or LED and waits for everything it started; a Button
+// also stops when its context ends. Both take a Clock in their options: nil
+// is real time, and tests use gpiofake.Clock and gpiofake.Pin to run
+// debounce, long presses and patterns in virtual time, checked at exact
+// instants without sleeping.
+//
+// # Use
+//
+//	host, err := gpio.OpenHost(log)
+//	if errors.Is(err, gpio.ErrNoGPIO) {
+//		log.Info("running without a button", "reason", err)
+//	}
+//	pin, err := host.Input(cfg.GPIO.Button)
+//	btn, err := gpio.NewButton(ctx, pin, gpio.ButtonOptions{ActiveLow: cfg.GPIO.ActiveLow,
+//		Debounce: cfg.GPIO.Debounce, LongPress: cfg.GPIO.LongPress, Logger: log})
+//	defer btn.Close()
+//	if held, _ := btn.HeldAtStart(ctx); held {
+//		factoryReset() // then led.SetPattern(gpio.PatternFactoryReset)
+//	}
+//	for p := range btn.Presses() {
+//		hub.Button(p.Kind) // the same entry point as POST /api/button
+//	}
+package gpio
