@@ -37,8 +37,8 @@ type Config struct {
 	Bootloader Bootloader
 	// HealthDeadline bounds the wait for health on a trial boot. Default 5m.
 	HealthDeadline time.Duration
-	// MaxTrialBoots is how many trial boots are started before an update
-	// that never reports health is given up. Default 3.
+	// MaxTrialBoots is how many times a trial boot is armed before an
+	// update that never reports health is given up. Default 3.
 	MaxTrialBoots int
 	// Download tunes HTTP downloads; zero values are sensible defaults.
 	Download DownloadOptions
@@ -213,7 +213,7 @@ func (a *Agent) install(ctx context.Context, req Request) (Installed, error) {
 	}
 
 	st.Phase, st.Target, st.TargetVersion = PhaseInstalling, target.Name(), m.Version
-	st.Previous, st.PreviousVersion, st.TrialBoots, st.Reason = info.Slot, a.cfg.Version, 0, ""
+	st.Previous, st.PreviousVersion, st.TrialAttempts, st.Reason = info.Slot, a.cfg.Version, 0, ""
 	if err := a.save("save-installing", st); err != nil {
 		return Installed{}, err
 	}
@@ -244,7 +244,7 @@ func (a *Agent) install(ctx context.Context, req Request) (Installed, error) {
 	// The state says "armed" before the bootloader is: a power cut between
 	// the two finds an armed state and an unarmed bootloader, and simply
 	// arms again, whereas the other order could boot a trial nobody tracks.
-	st.Phase = PhaseArmed
+	st.Phase, st.TrialAttempts = PhaseArmed, 1
 	if err := a.save("save-armed", st); err != nil {
 		return Installed{}, err
 	}

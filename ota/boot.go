@@ -135,12 +135,12 @@ func (a *Agent) disarm(ctx context.Context, why, slot string) error {
 
 // retryOrGiveUp handles a boot of the previous slot while a trial was armed
 // or running: the trial boot never happened or never finished (power cut,
-// hang, crash). It is armed again until MaxTrialBoots trials have started.
+// hang, crash). It is armed again until MaxTrialBoots attempts were made.
 func (a *Agent) retryOrGiveUp(ctx context.Context, st State, rep Report) (Report, error) {
-	if st.TrialBoots >= a.cfg.MaxTrialBoots {
+	if st.TrialAttempts >= a.cfg.MaxTrialBoots {
 		st.Phase = PhaseIdle
 		st.Last = &Outcome{Version: st.TargetVersion, Result: ResultRolledBack,
-			Reason: fmt.Sprintf("%d trial boots ended before the update reported healthy (power loss, hang or crash)", st.TrialBoots)}
+			Reason: fmt.Sprintf("%d trial boots ended before the update reported healthy (power loss, hang or crash)", st.TrialAttempts)}
 		if err := a.save("boot-save-gave-up", st); err != nil {
 			return rep, err
 		}
@@ -148,6 +148,7 @@ func (a *Agent) retryOrGiveUp(ctx context.Context, st State, rep Report) (Report
 		return rep, nil
 	}
 	st.Phase = PhaseArmed
+	st.TrialAttempts++
 	if err := a.save("boot-save-rearmed", st); err != nil {
 		return rep, err
 	}
@@ -165,7 +166,6 @@ func (a *Agent) retryOrGiveUp(ctx context.Context, st State, rep Report) (Report
 // commits, anything else rolls back.
 func (a *Agent) trial(ctx context.Context, st State, rep Report, health HealthFunc) (Report, error) {
 	st.Phase = PhaseTrial
-	st.TrialBoots++
 	if err := a.save("boot-save-trial", st); err != nil {
 		return rep, err
 	}

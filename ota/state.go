@@ -52,9 +52,11 @@ type State struct {
 	TargetVersion   string `json:"target_version,omitempty"`
 	Previous        string `json:"previous_slot,omitempty"`
 	PreviousVersion string `json:"previous_version,omitempty"`
-	// TrialBoots counts trial boots started; a power cut during a trial
-	// costs one, and only after MaxTrialBoots is the update given up.
-	TrialBoots int `json:"trial_boots,omitempty"`
+	// TrialAttempts counts the times a trial was armed. A trial that is
+	// cut short (power loss, hang, crash, even before the new slot's agent
+	// runs) is armed again, and only after MaxTrialBoots attempts is the
+	// update given up.
+	TrialAttempts int `json:"trial_attempts,omitempty"`
 	// Reason is why a trial is being rolled back.
 	Reason string `json:"reason,omitempty"`
 	// Last is the outcome of the most recent finished update.

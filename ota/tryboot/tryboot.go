@@ -69,7 +69,17 @@ func (t *Tryboot) Booted(context.Context) (ota.BootInfo, error) {
 	if err != nil {
 		return ota.BootInfo{}, err
 	}
-	return ota.BootInfo{Slot: slot, Trial: trial != 0}, nil
+	if trial == 0 {
+		return ota.BootInfo{Slot: slot}, nil
+	}
+	// A tryboot boot stays one after Commit until the next reboot; once
+	// [all] names this partition the next reboot no longer undoes it, so
+	// it is no longer a trial.
+	sel, err := t.read()
+	if err != nil {
+		return ota.BootInfo{}, err
+	}
+	return ota.BootInfo{Slot: slot, Trial: sel.Committed != int(partition)}, nil
 }
 
 // readCell reads a device tree property holding one big-endian u32.
