@@ -16,7 +16,7 @@ ONAIR_SITE = $(BR2_EXTERNAL_ONAIR_PATH)/..
 ONAIR_SITE_METHOD = local
 ONAIR_LICENSE = Proprietary
 ONAIR_GOMOD = github.com/onair/onair
-ONAIR_OVERRIDE_SRCDIR_RSYNC_EXCLUSIONS = --exclude=/output --exclude=/.cache
+ONAIR_OVERRIDE_SRCDIR_RSYNC_EXCLUSIONS = --exclude=/buildroot/output
 
 # x264, Opus and ALSA are linked through cgo; pkg-config finds them in staging.
 ONAIR_DEPENDENCIES = alsa-lib opus x264 host-pkgconf host-onair
@@ -35,6 +35,7 @@ ONAIR_GO_ENV = \
 	PKG_CONFIG="$(PKG_CONFIG_HOST_BINARY)"
 
 # onair-bundle runs on the build machine (post-image signs the OTA bundle).
+HOST_ONAIR_GOMOD = $(ONAIR_GOMOD)
 HOST_ONAIR_BUILD_TARGETS = cmd/onair-bundle
 HOST_ONAIR_LDFLAGS = -X $(ONAIR_GOMOD)/internal/daemon.Version=$(ONAIR_FIRMWARE_VERSION)
 HOST_ONAIR_GO_ENV = CGO_ENABLED=0
