@@ -56,7 +56,7 @@ mkdir -p "$src" "$out"
 
 # The source as Buildroot's rsync of the local site gets it, plus vendor/
 # (made by buildroot/image.sh before a real build).
-tar -C "$repo" --exclude=./.git --exclude=./buildroot/output --exclude=./vendor -cf - . |
+tar -C "$repo" --exclude=./.git --exclude=./buildroot/_output --exclude=./vendor -cf - . |
 	tar -C "$src" -xf -
 (cd "$src" && go mod vendor)
 

@@ -11,7 +11,7 @@
 #                          default: a development key made in the output directory
 #   ONAIR_OTA_PUBLIC_KEYS  space-separated public keys the image trusts;
 #                          default: the signing key's .pub
-#   ONAIR_OUTPUT           Buildroot output directory; default buildroot/output/BOARD
+#   ONAIR_OUTPUT           Buildroot output directory; default buildroot/_output/BOARD
 #   ONAIR_CACHE            Buildroot checkout and downloads; default ~/.cache/onair
 set -euo pipefail
 
@@ -41,7 +41,7 @@ boards() {
 defconfig=onair_${board}_defconfig
 [ -f "$here/configs/$defconfig" ] || die "no configs/$defconfig: unknown board '$board'"
 
-out=${ONAIR_OUTPUT:-$here/output/$board}
+out=${ONAIR_OUTPUT:-$here/_output/$board}
 cache=${ONAIR_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/onair}
 mkdir -p "$out" "$cache"
 out=$(cd "$out" && pwd)

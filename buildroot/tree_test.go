@@ -49,7 +49,7 @@ func walkTree(fn func(path string, d os.DirEntry) error) error {
 			return err
 		}
 		if d.IsDir() {
-			if path == "output" || (path != "." && strings.HasPrefix(d.Name(), ".")) {
+			if path == "_output" || (path != "." && strings.HasPrefix(d.Name(), ".")) {
 				return filepath.SkipDir
 			}
 			return nil

@@ -16,7 +16,7 @@ ONAIR_SITE = $(BR2_EXTERNAL_ONAIR_PATH)/..
 ONAIR_SITE_METHOD = local
 ONAIR_LICENSE = Proprietary
 ONAIR_GOMOD = github.com/onair/onair
-ONAIR_OVERRIDE_SRCDIR_RSYNC_EXCLUSIONS = --exclude=/buildroot/output
+ONAIR_OVERRIDE_SRCDIR_RSYNC_EXCLUSIONS = --exclude=/buildroot/_output
 
 # x264, Opus and ALSA are linked through cgo; pkg-config finds them in staging.
 ONAIR_DEPENDENCIES = alsa-lib opus x264 host-pkgconf host-onair
