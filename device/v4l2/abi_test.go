@@ -425,15 +425,15 @@ func sortedKeys(tables ...map[string]uintptr) []string {
 
 // TestABIMatchesCCompiler checks the Go mirrors against what Debian's C
 // compiler for this GOARCH computes from linux/videodev2.h. It needs the
-// compiler (gcc-aarch64-linux-gnu, gcc-arm-linux-gnueabihf, gcc on amd64)
-// and skips without it; the reference tables above carry the same values.
+// compiler (gcc-aarch64-linux-gnu, gcc-arm-linux-gnueabihf, gcc on amd64),
+// which `make test` installs.
 func TestABIMatchesCCompiler(t *testing.T) {
 	cc, ok := cCompilers[runtime.GOARCH]
 	if !ok {
 		t.Skipf("no C compiler known for GOARCH=%s", runtime.GOARCH)
 	}
 	if _, err := exec.LookPath(cc); err != nil {
-		t.Skipf("%s not installed: %v", cc, err)
+		t.Fatalf("%s not installed (make test installs it with the Debian cross compilers): %v", cc, err)
 	}
 	got := goLayout()
 	names := sortedKeys(got.sizes, got.offsets, got.ioctls)

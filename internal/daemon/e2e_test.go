@@ -33,7 +33,7 @@ type running struct {
 }
 
 // start runs onaird in process on random ports with the test sources.
-func start(t *testing.T, mutate func(*config.Config)) *running {
+func start(t testing.TB, mutate func(*config.Config)) *running {
 	t.Helper()
 	cfg := config.Default()
 	cfg.DataDir = t.TempDir()

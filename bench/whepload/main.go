@@ -1,0 +1,150 @@
+// Command whepload connects N WHEP viewers to an onaird (browser-like: NACK,
+// receiver reports, TWCC, one PLI on the first packet), keeps them for a
+// while, and reports join latencies, frame rate, loss, and the daemon's CPU
+// and memory read from /proc.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/onair/onair/internal/whepclient"
+)
+
+func main() {
+	url := flag.String("url", "http://127.0.0.1:8080/api/whep", "WHEP endpoint")
+	viewers := flag.Int("n", 10, "viewers")
+	stagger := flag.Duration("stagger", 20*time.Millisecond, "time between joins")
+	duration := flag.Duration("duration", 10*time.Second, "how long to measure after the last join")
+	pid := flag.Int("pid", 0, "onaird's pid, for CPU and RSS")
+	flag.Parse()
+	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
+	if err := run(*url, *viewers, *stagger, *duration, *pid); err != nil {
+		log.Error("whepload", "err", err)
+		os.Exit(1)
+	}
+}
+
+type result struct {
+	firstRTP, firstKeyframe time.Duration
+	frames, lost            int
+	ok                      bool
+}
+
+func run(url string, n int, stagger, duration time.Duration, pid int) error {
+	ctx, cancel := context.WithTimeout(context.Background(), duration+time.Duration(n)*stagger+time.Minute)
+	defer cancel()
+	clients := make([]*whepclient.Client, n)
+	joined := make([]time.Time, n)
+	for i := range clients {
+		joined[i] = time.Now()
+		c, err := whepclient.Dial(ctx, url, whepclient.Options{PLIOnFirstPacket: true})
+		if err != nil {
+			for _, c := range clients[:i] {
+				c.Close()
+			}
+			return fmt.Errorf("viewer %d: %w", i, err)
+		}
+		clients[i] = c
+		time.Sleep(stagger)
+	}
+	// Let every viewer settle, then measure frames and the daemon over the window.
+	time.Sleep(2 * time.Second)
+	startFrames := make([]int, n)
+	for i, c := range clients {
+		startFrames[i] = c.Stats().VideoFrames
+	}
+	cpu0, t0 := cpuTicks(pid), time.Now()
+	time.Sleep(duration)
+	cpu1, t1 := cpuTicks(pid), time.Now()
+	rss := rssBytes(pid)
+
+	results := make([]result, n)
+	for i, c := range clients {
+		st := c.Stats()
+		results[i] = result{frames: st.VideoFrames - startFrames[i], lost: st.VideoPacketsLost, ok: !st.FirstKeyframe.IsZero()}
+		if !st.FirstRTP.IsZero() {
+			results[i].firstRTP = st.FirstRTP.Sub(joined[i])
+		}
+		if results[i].ok {
+			results[i].firstKeyframe = st.FirstKeyframe.Sub(joined[i])
+		}
+	}
+	var wg sync.WaitGroup
+	for _, c := range clients {
+		wg.Add(1)
+		go func() { defer wg.Done(); c.Close() }()
+	}
+	wg.Wait()
+
+	var rtp, key []time.Duration
+	frames, lost, failed := 0, 0, 0
+	for _, r := range results {
+		if !r.ok {
+			failed++
+			continue
+		}
+		rtp = append(rtp, r.firstRTP)
+		key = append(key, r.firstKeyframe)
+		frames += r.frames
+		lost += r.lost
+	}
+	secs := t1.Sub(t0).Seconds()
+	fmt.Printf("viewers=%d failed=%d first_rtp_p50=%s first_rtp_p95=%s first_keyframe_p50=%s first_keyframe_p95=%s fps_per_viewer=%.1f packets_lost=%d",
+		n, failed, pct(rtp, 0.5), pct(rtp, 0.95), pct(key, 0.5), pct(key, 0.95), float64(frames)/float64(max(1, n-failed))/secs, lost)
+	if pid > 0 {
+		fmt.Printf(" daemon_cpu_pct=%.1f daemon_rss_mb=%.1f", float64(cpu1-cpu0)/100/secs*100, float64(rss)/(1<<20))
+	}
+	fmt.Println()
+	return nil
+}
+
+func pct(d []time.Duration, p float64) string {
+	if len(d) == 0 {
+		return "n/a"
+	}
+	s := append([]time.Duration(nil), d...)
+	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
+	return s[min(len(s)-1, int(float64(len(s))*p))].Round(time.Millisecond).String()
+}
+
+// cpuTicks is utime+stime of pid in clock ticks (100 per second on Linux).
+func cpuTicks(pid int) int64 {
+	if pid <= 0 {
+		return 0
+	}
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	// Fields after the command name, which may contain spaces.
+	f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+2:]))
+	utime, _ := strconv.ParseInt(f[11], 10, 64)
+	stime, _ := strconv.ParseInt(f[12], 10, 64)
+	return utime + stime
+}
+
+func rssBytes(pid int) int64 {
+	if pid <= 0 {
+		return 0
+	}
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(line, "VmRSS:") {
+			kb, _ := strconv.ParseInt(strings.Fields(line)[1], 10, 64)
+			return kb * 1024
+		}
+	}
+	return 0
+}

@@ -1,0 +1,95 @@
+//go:build cgo
+
+package daemon
+
+import (
+	"context"
+	"net/http"
+	"sort"
+	"testing"
+	"time"
+
+	"github.com/onair/onair/internal/whepclient"
+)
+
+func percentile(d []time.Duration, p float64) time.Duration {
+	s := append([]time.Duration(nil), d...)
+	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
+	return s[min(len(s)-1, int(float64(len(s))*p))]
+}
+
+func reportLatency(b *testing.B, name string, d []time.Duration) {
+	b.ReportMetric(float64(percentile(d, 0.5).Microseconds())/1000, name+"-p50-ms")
+	b.ReportMetric(float64(percentile(d, 0.95).Microseconds())/1000, name+"-p95-ms")
+}
+
+// BenchmarkGoLive measures POST /api/live -> first keyframe at a viewer that
+// was connected while idle, at 720p30 with x264.
+func BenchmarkGoLive(b *testing.B) {
+	r := start(b, nil)
+	ctx := context.Background()
+	client, err := whepclient.Dial(ctx, r.base+"/api/whep", whepclient.Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer client.Close()
+	for client.Stats().Connected.IsZero() {
+		time.Sleep(5 * time.Millisecond)
+	}
+	var lat []time.Duration
+	for b.Loop() {
+		before := client.Stats().Keyframes
+		at := time.Now()
+		req, _ := http.NewRequest(http.MethodPost, r.base+"/api/live", nil)
+		req.Header.Set("Authorization", "Bearer "+r.token)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			b.Fatal(err)
+		}
+		resp.Body.Close()
+		for client.Stats().Keyframes == before {
+			time.Sleep(time.Millisecond)
+		}
+		lat = append(lat, time.Since(at))
+		req, _ = http.NewRequest(http.MethodDelete, r.base+"/api/live", nil)
+		req.Header.Set("Authorization", "Bearer "+r.token)
+		if resp, err = http.DefaultClient.Do(req); err != nil {
+			b.Fatal(err)
+		}
+		resp.Body.Close()
+		time.Sleep(100 * time.Millisecond)
+	}
+	reportLatency(b, "golive-keyframe", lat)
+	r.stop()
+}
+
+// BenchmarkJoinLive measures a viewer joining a live box: offer -> first
+// keyframe, with the 2 s regular keyframe interval (so a fast join is a
+// forced keyframe, not luck).
+func BenchmarkJoinLive(b *testing.B) {
+	r := start(b, nil)
+	ctx := context.Background()
+	req, _ := http.NewRequest(http.MethodPost, r.base+"/api/live", nil)
+	req.Header.Set("Authorization", "Bearer "+r.token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		b.Fatal(err)
+	}
+	resp.Body.Close()
+	var lat []time.Duration
+	for b.Loop() {
+		at := time.Now()
+		c, err := whepclient.Dial(ctx, r.base+"/api/whep", whepclient.Options{PLIOnFirstPacket: true})
+		if err != nil {
+			b.Fatal(err)
+		}
+		for c.Stats().FirstKeyframe.IsZero() {
+			time.Sleep(time.Millisecond)
+		}
+		lat = append(lat, c.Stats().FirstKeyframe.Sub(at))
+		c.Close()
+		time.Sleep(200 * time.Millisecond) // past the keyframe spacing
+	}
+	reportLatency(b, "join-keyframe", lat)
+	r.stop()
+}
