@@ -72,6 +72,7 @@ type download struct {
 	validator   string
 	failures    int
 	lastErr     error
+	eof         bool // the whole resource was read; never reconnect after that
 }
 
 // errPermanent marks an HTTP answer that retrying cannot fix.
@@ -94,6 +95,9 @@ func openDownload(ctx context.Context, url string, opts DownloadOptions, clock C
 }
 
 func (d *download) Read(p []byte) (int, error) {
+	if d.eof {
+		return 0, io.EOF
+	}
 	for {
 		if d.body == nil {
 			if err := d.reconnect(); err != nil {
@@ -110,6 +114,7 @@ func (d *download) Read(p []byte) (int, error) {
 		}
 		d.dropBody()
 		if errors.Is(err, io.EOF) && (d.size < 0 || d.offset >= d.size) {
+			d.eof = true
 			return n, io.EOF
 		}
 		if err := d.ctx.Err(); err != nil {
