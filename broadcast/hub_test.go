@@ -328,14 +328,18 @@ func TestBlockedConsumerGoroutine(t *testing.T) {
 	goLive(t, hub, 0)
 	stuck := hub.AddSink(SinkOptions{Name: "uplink", Queue: 16})
 	release := make(chan struct{})
+	took := make(chan struct{})
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		stuck.Next(context.Background())
+		if _, err := stuck.Next(context.Background()); err == nil {
+			close(took)
+		}
 		<-release // the "write" that never returns
 	}()
 	hub.Publish(keyframe(0, true))
+	<-took // the consumer holds its first sample and hangs from now on
 	for i := 1; i <= 1000; i++ {
 		hub.Publish(delta(time.Duration(i) * time.Millisecond))
 	}
