@@ -25,8 +25,20 @@ func (s *Server) whepOffer(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "read offer: "+err.Error())
 		return
 	}
-	viewer := r.Header.Get("X-Viewer-Id")
-	answer, err := s.opt.WHEP.Offer(r.Context(), string(body), viewer)
+	opt := whep.OfferOptions{Viewer: r.Header.Get("X-Viewer-Id")}
+	if r.URL.Query().Get("preview") == "1" {
+		// The console's preview plays while idle: admin only.
+		switch s.authorize(r) {
+		case authNone:
+			writeError(w, http.StatusUnauthorized, "the preview needs the admin token")
+			return
+		case authWrong:
+			writeError(w, http.StatusForbidden, "wrong admin token")
+			return
+		}
+		opt.Preview = true
+	}
+	answer, err := s.opt.WHEP.Offer(r.Context(), string(body), opt)
 	switch {
 	case err == nil:
 	case errors.Is(err, whep.ErrBadOffer):

@@ -70,6 +70,7 @@ type Server struct {
 type session struct {
 	id      string
 	viewer  string
+	preview bool
 	pc      *webrtc.PeerConnection
 	video   *sampleTrack
 	audio   *sampleTrack
@@ -188,10 +189,19 @@ type Answer struct {
 	SDP string
 }
 
-// Offer answers a viewer's SDP offer. viewer is the viewer's id (for logs).
-// The connection starts receiving media when the box is live; until then it
-// is connected and waits.
-func (s *Server) Offer(ctx context.Context, offer, viewer string) (Answer, error) {
+// OfferOptions describe who is offering.
+type OfferOptions struct {
+	// Viewer is the viewer's id, for logs.
+	Viewer string
+	// Preview sessions (the admin console's) receive media while idle too;
+	// the caller has checked the admin token.
+	Preview bool
+}
+
+// Offer answers a viewer's SDP offer. The connection starts receiving media
+// when the box is live (a preview at once); until then it is connected and
+// waits.
+func (s *Server) Offer(ctx context.Context, offer string, opt OfferOptions) (Answer, error) {
 	if err := checkOffer(offer); err != nil {
 		return Answer{}, err
 	}
@@ -208,7 +218,7 @@ func (s *Server) Offer(ctx context.Context, offer, viewer string) (Answer, error
 		s.mu.Unlock()
 		return Answer{}, fmt.Errorf("%w (%d)", ErrFull, s.opt.MaxViewers)
 	}
-	sess := &session{id: id, viewer: viewer}
+	sess := &session{id: id, viewer: opt.Viewer, preview: opt.Preview}
 	s.sessions[id] = sess // holds the place while we negotiate
 	s.updatePeakLocked()
 	s.mu.Unlock()
@@ -309,7 +319,11 @@ func (s *Server) startMedia(sess *session) {
 	sess.cancel = cancel
 	s.wg.Add(1)
 	s.mu.Unlock()
-	sink := s.hub.AddSink(broadcast.SinkOptions{Name: "whep"})
+	name := "whep"
+	if sess.preview {
+		name = "preview"
+	}
+	sink := s.hub.AddSink(broadcast.SinkOptions{Name: name, Preview: sess.preview})
 	go func() {
 		defer s.wg.Done()
 		defer sink.Close()
@@ -327,7 +341,7 @@ func (s *Server) startMedia(sess *session) {
 			}
 		}
 	}()
-	s.opt.Log.Info("viewer connected", "session", sess.id, "viewer", sess.viewer)
+	s.opt.Log.Info("viewer connected", "session", sess.id, "viewer", sess.viewer, "preview", sess.preview)
 }
 
 // readRTCP drains a sender's RTCP (the interceptors act on NACKs and

@@ -431,3 +431,93 @@ func TestKeyframeRequestsSpaced(t *testing.T) {
 		t.Fatalf("hub forced %d keyframes, the watcher saw %d", forced, len(ts))
 	}
 }
+
+func TestAdminPreviewPlaysWhileIdle(t *testing.T) {
+	r := start(t, func(c *config.Config) { c.Video.Width, c.Video.Height = 320, 240 })
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if _, err := whepclient.Dial(ctx, r.base+"/api/whep?preview=1", whepclient.Options{}); err == nil {
+		t.Fatal("a preview without the admin token was answered")
+	} else if se, ok := err.(*whepclient.StatusError); !ok || se.Code != http.StatusUnauthorized {
+		t.Fatalf("preview without token: %v, want 401", err)
+	}
+	if _, err := whepclient.Dial(ctx, r.base+"/api/whep?preview=1", whepclient.Options{Token: "wrong"}); err == nil {
+		t.Fatal("a preview with a wrong token was answered")
+	} else if se, ok := err.(*whepclient.StatusError); !ok || se.Code != http.StatusForbidden {
+		t.Fatalf("preview with wrong token: %v, want 403", err)
+	}
+	preview, err := whepclient.Dial(ctx, r.base+"/api/whep?preview=1", whepclient.Options{Token: r.token})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer preview.Close()
+	viewer, err := whepclient.Dial(ctx, r.base+"/api/whep", whepclient.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer viewer.Close()
+	if err := preview.WaitVideoFrames(ctx, 15); err != nil {
+		t.Fatal(err)
+	}
+	if !preview.Stats().FirstFrameIsKeyframe {
+		t.Fatal("the preview's first frame was not a keyframe")
+	}
+	if st := viewer.Stats(); st.VideoFrames != 0 || st.AudioPackets != 0 {
+		t.Fatalf("a viewer got media while idle next to a preview: %+v", st)
+	}
+	if st := r.d.Status(); st.State != "idle" {
+		t.Fatalf("state %s: a preview must not go live", st.State)
+	}
+}
+
+func TestStatusMetricsHealth(t *testing.T) {
+	r := start(t, nil)
+	code, body := r.call(t, http.MethodGet, "/api/status", "", nil)
+	var public map[string]any
+	if code != 200 || json.Unmarshal([]byte(body), &public) != nil {
+		t.Fatalf("public status: %d %s", code, body)
+	}
+	for _, hidden := range []string{"video", "board", "firmware", "error"} {
+		if _, ok := public[hidden]; ok {
+			t.Fatalf("public status shows %q: %s", hidden, body)
+		}
+	}
+	r.goLive(t)
+	code, body = r.admin(t, http.MethodGet, "/api/status", "")
+	var full map[string]any
+	if code != 200 || json.Unmarshal([]byte(body), &full) != nil {
+		t.Fatalf("admin status: %d %s", code, body)
+	}
+	for _, key := range []string{"state", "title", "private", "live_since", "viewers", "viewers_peak", "video", "audio",
+		"camera_connected", "uplink", "recording", "storage_free_mb", "board", "firmware", "uptime_s", "error"} {
+		if _, ok := full[key]; !ok {
+			t.Errorf("full status lacks %q", key)
+		}
+	}
+	if full["state"] != "live" || full["title"] != "Test" {
+		t.Fatalf("status after go live: %s", body)
+	}
+	code, body = r.call(t, http.MethodGet, "/metrics", "", nil)
+	if code != 200 {
+		t.Fatalf("metrics: %d", code)
+	}
+	for _, want := range []string{`onair_state{state="live"} 1`, `onair_state{state="idle"} 0`, "onair_viewers 0",
+		"onair_viewers_peak", "onair_video_fps", "onair_video_bitrate_kbps", "onair_keyframes_forced_total",
+		`onair_audio_level_dbfs{kind="rms"}`, "onair_uplink_up 0", "onair_recording_bytes_total", "onair_storage_free_bytes",
+		"go_goroutines", "process_resident_memory_bytes"} {
+		if !strings.Contains(body, want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
+	}
+	code, body = r.call(t, http.MethodGet, "/healthz", "", nil)
+	if code != 200 || !strings.Contains(body, `"ok":true`) {
+		t.Fatalf("healthz: %d %s", code, body)
+	}
+	// Title changes while live, and the button toggles through the same path.
+	if code, body = r.admin(t, http.MethodPatch, "/api/broadcast", `{"title":"Second half"}`); code != 200 || !strings.Contains(body, "Second half") {
+		t.Fatalf("patch title: %d %s", code, body)
+	}
+	if code, body = r.admin(t, http.MethodPost, "/api/button", `{"press":"short"}`); code != 200 || !strings.Contains(body, `"state":"idle"`) {
+		t.Fatalf("button press while live: %d %s", code, body)
+	}
+}
