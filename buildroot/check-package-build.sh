@@ -60,10 +60,16 @@ tar -C "$repo" --exclude=./.git --exclude=./buildroot/_output --exclude=./vendor
 	tar -C "$src" -xf -
 (cd "$src" && go mod vendor)
 
-# build GOARCH GOARM CGO COMMAND [CC PKG_CONFIG]
+# build GOARCH GOARM CGO COMMAND [CC PKG_CONFIG TRIPLET]
+# Without a PKG_CONFIG wrapper for the target, plain pkg-config reading
+# Debian's multiarch directory of TRIPLET does the same job.
 build() {
-	local goarch=$1 goarm=$2 cgo=$3 command=$4 cc=${5:-} pkg_config=${6:-}
-	local name binary
+	local goarch=$1 goarm=$2 cgo=$3 command=$4 cc=${5:-} pkg_config=${6:-} triplet=${7:-}
+	local name binary pkg_config_libdir=""
+	if [ -n "$pkg_config" ] && ! command -v "$pkg_config" >/dev/null; then
+		pkg_config=pkg-config
+		pkg_config_libdir=/usr/lib/$triplet/pkgconfig:/usr/share/pkgconfig
+	fi
 	name=$(basename "$command")
 	binary=$out/$name-$goarch
 	echo "== $command for linux/$goarch${goarm:+ GOARM=$goarm} (CGO_ENABLED=$cgo)"
@@ -79,6 +85,7 @@ build() {
 		CGO_ENABLED="$cgo" \
 		${cc:+CC=$cc} \
 		${pkg_config:+PKG_CONFIG=$pkg_config} \
+		${pkg_config_libdir:+PKG_CONFIG_LIBDIR=$pkg_config_libdir} \
 		go build -v \
 		-ldflags "$ONAIR_LDFLAGS" \
 		-modcacherw \
@@ -125,8 +132,8 @@ done
 
 if [ "$ONAIR_CHECK_DAEMON" = 1 ]; then
 	for command in $CGO_COMMANDS; do
-		build arm64 "" 1 "$command" "$CC_ARM64" "$PKG_CONFIG_ARM64"
-		build arm 7 1 "$command" "$CC_ARM" "$PKG_CONFIG_ARM"
+		build arm64 "" 1 "$command" "$CC_ARM64" "$PKG_CONFIG_ARM64" aarch64-linux-gnu
+		build arm 7 1 "$command" "$CC_ARM" "$PKG_CONFIG_ARM" arm-linux-gnueabihf
 	done
 else
 	echo "skipped $CGO_COMMANDS (cgo): set ONAIR_CHECK_DAEMON=1 with cross compilers installed"
