@@ -417,6 +417,21 @@ func TestBootFiles(t *testing.T) {
 			t.Errorf("board/zero2w/boot.cmd lacks %q", want)
 		}
 	}
+	// fw_setenv finds the environment where S07onair-firmware mounts the
+	// firmware partition, which genimage labels as the script looks for.
+	fwEnv := readFile(t, "board/zero2w/fw_env.config")
+	mountScript := readFile(t, "board/common/rootfs-overlay/etc/init.d/S07onair-firmware")
+	for _, file := range []string{"/boot/firmware/uboot.env", "/boot/firmware/uboot-redund.env"} {
+		if !strings.Contains(fwEnv, file) {
+			t.Errorf("fw_env.config does not name %s", file)
+		}
+	}
+	if !strings.Contains(mountScript, "MOUNTPOINT=/boot/firmware") || !strings.Contains(mountScript, "LABEL=ONAIR-FW") {
+		t.Error("S07onair-firmware does not mount LABEL=ONAIR-FW on /boot/firmware")
+	}
+	if !strings.Contains(readFile(t, "board/zero2w/genimage.cfg"), `label = "ONAIR-FW"`) {
+		t.Error(`board/zero2w/genimage.cfg does not label the firmware partition "ONAIR-FW"`)
+	}
 	fragment := readFile(t, "board/zero2w/uboot.fragment")
 	for _, want := range []string{"CONFIG_BOOTCOUNT_LIMIT=y", "CONFIG_BOOTCOUNT_ENV=y", "CONFIG_ENV_IS_IN_FAT=y", "CONFIG_SYS_REDUNDAND_ENVIRONMENT=y"} {
 		if !strings.Contains(fragment, want) {
