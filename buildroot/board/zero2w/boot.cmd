@@ -31,7 +31,7 @@ else
 	setenv onair_rootpart 5
 fi
 
-setenv bootargs "root=PARTUUID=6f6e6169-0${onair_rootpart} rootfstype=ext4 rootwait ro console=serial0,115200 console=tty1 panic=5 oops=panic watchdog.open_timeout=120 onair.slot=${boot_slot}"
+setenv bootargs "root=PARTUUID=6f6e6169-0${onair_rootpart} rootfstype=ext4 rootwait ro console=serial0,115200 console=tty1 panic=5 oops=panic onair.slot=${boot_slot}"
 
 load mmc 0:${onair_bootpart} ${kernel_addr_r} zImage
 load mmc 0:${onair_bootpart} ${fdt_addr_r} bcm2710-rpi-zero-2-w.dtb
