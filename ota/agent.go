@@ -154,7 +154,7 @@ type Installed struct {
 
 // Install writes the bundle at req.Source into the slot that is not
 // running, verifies it and arms one trial boot of it. The caller then
-// reboots with the Bootloader's Reboot. On any error the running slot is
+// calls Reboot. On any error the running slot is
 // untouched and nothing new is armed.
 func (a *Agent) Install(ctx context.Context, req Request) (Installed, error) {
 	if !a.busy.TryLock() {

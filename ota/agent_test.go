@@ -10,6 +10,7 @@ import (
 
 	"github.com/onair/onair/ota"
 	"github.com/onair/onair/ota/bundle"
+	"github.com/onair/onair/ota/tryboot"
 )
 
 var boards = []string{"pi", "uboot"}
@@ -49,7 +50,7 @@ func TestFullCycle(t *testing.T) {
 			if b.slotFiles("A") != runningBefore {
 				t.Fatal("running slot changed during install")
 			}
-			if err := b.bl.Reboot(context.Background()); err != nil {
+			if err := b.agent().Reboot(context.Background()); err != nil {
 				t.Fatal(err)
 			}
 			if info := b.powerOn(); info != (ota.BootInfo{Slot: "B", Trial: true}) {
@@ -86,7 +87,7 @@ func TestUnhealthyRollsBack(t *testing.T) {
 		t.Run(kind, func(t *testing.T) {
 			b := newBox(t, kind, v1)
 			install(t, b, b.makeBundle(v2, b.boardName(), keyOld))
-			b.bl.Reboot(context.Background())
+			b.agent().Reboot(context.Background())
 			b.powerOn()
 			rep, err := b.agent().AfterBoot(context.Background(), func(context.Context) error {
 				return errors.New("camera pipeline produced no frames")
@@ -97,7 +98,7 @@ func TestUnhealthyRollsBack(t *testing.T) {
 			if !rep.RebootNeeded || rep.Phase != ota.PhaseRollingBack {
 				t.Fatalf("report %+v", rep)
 			}
-			b.bl.Reboot(context.Background())
+			b.agent().Reboot(context.Background())
 			if info := b.powerOn(); info != (ota.BootInfo{Slot: "A"}) {
 				t.Fatalf("booted %+v after rollback", info)
 			}
@@ -117,7 +118,7 @@ func TestUnhealthyRollsBack(t *testing.T) {
 func TestHealthDeadline(t *testing.T) {
 	b := newBox(t, "pi", v1)
 	install(t, b, b.makeBundle(v2, b.boardName(), keyOld))
-	b.bl.Reboot(context.Background())
+	b.agent().Reboot(context.Background())
 	b.powerOn()
 	type result struct {
 		rep ota.Report
@@ -138,7 +139,7 @@ func TestHealthDeadline(t *testing.T) {
 	if r.err != nil || r.rep.Phase != ota.PhaseRollingBack {
 		t.Fatalf("report %+v, %v", r.rep, r.err)
 	}
-	b.bl.Reboot(context.Background())
+	b.agent().Reboot(context.Background())
 	b.powerOn()
 	rep := b.settle(healthy)
 	if rep.Outcome == nil || !contains(rep.Outcome.Reason, ota.ErrHealthDeadline.Error()) {
@@ -154,7 +155,7 @@ func TestPowerCutDuringTrialRetried(t *testing.T) {
 		t.Run(kind, func(t *testing.T) {
 			b := newBox(t, kind, v1)
 			install(t, b, b.makeBundle(v2, b.boardName(), keyOld))
-			b.bl.Reboot(context.Background())
+			b.agent().Reboot(context.Background())
 			b.powerOn()
 			// The trial boots but power goes before health is judged.
 			ctx, cancel := context.WithCancel(context.Background())
@@ -170,7 +171,7 @@ func TestPowerCutDuringTrialRetried(t *testing.T) {
 			if err != nil || !rep.Retrying || !rep.RebootNeeded || rep.Outcome != nil {
 				t.Fatalf("report %+v, %v", rep, err)
 			}
-			b.bl.Reboot(context.Background())
+			b.agent().Reboot(context.Background())
 			b.powerOn()
 			if rep := b.settle(healthy); rep.Outcome == nil || rep.Outcome.Result != ota.ResultCommitted {
 				t.Fatalf("retry did not commit: %+v", rep)
@@ -183,7 +184,7 @@ func TestTrialThatNeverReportsGivesUp(t *testing.T) {
 	b := newBox(t, "uboot", v1)
 	install(t, b, b.makeBundle(v2, b.boardName(), keyOld))
 	for {
-		b.bl.Reboot(context.Background())
+		b.agent().Reboot(context.Background())
 		info := b.powerOn()
 		if info.Slot == "B" {
 			// The new image hangs before onaird runs AfterBoot; the
@@ -268,7 +269,7 @@ func TestBadBundlesRefused(t *testing.T) {
 			if b.slotFiles("A") != before {
 				t.Fatal("running slot changed")
 			}
-			b.bl.Reboot(context.Background())
+			b.agent().Reboot(context.Background())
 			if info := b.powerOn(); info != (ota.BootInfo{Slot: "A"}) {
 				t.Fatalf("after refusal booted %+v", info)
 			}
@@ -280,7 +281,7 @@ func TestBadBundlesRefused(t *testing.T) {
 	b.cfg = nil
 	// The same box still takes a good bundle, and a permitted downgrade.
 	install(t, b, good)
-	b.bl.Reboot(context.Background())
+	b.agent().Reboot(context.Background())
 	b.powerOn()
 	b.settle(healthy)
 	b.cfg = func(cfg *ota.Config) { cfg.AllowDowngrade = true }
@@ -317,7 +318,7 @@ func TestKeyRotationEndToEnd(t *testing.T) {
 		if err != nil {
 			return err
 		}
-		b.bl.Reboot(context.Background())
+		b.agent().Reboot(context.Background())
 		b.powerOn()
 		if rep := b.settle(healthy); rep.Version != fw.version {
 			t.Fatalf("running %s after installing %s", rep.Version, fw.version)
@@ -347,7 +348,7 @@ func TestSecondInstallWhileArmed(t *testing.T) {
 	// A newer bundle arrives before the reboot: it replaces the armed one.
 	v3 := firmware{version: "1.2.0", trusts: []string{"old"}}
 	install(t, b, b.makeBundle(v3, b.boardName(), keyOld))
-	b.bl.Reboot(context.Background())
+	b.agent().Reboot(context.Background())
 	b.powerOn()
 	if rep := b.settle(healthy); rep.Version != "1.2.0" || rep.Outcome.Result != ota.ResultCommitted {
 		t.Fatalf("report %+v", rep)
@@ -358,9 +359,34 @@ func TestInstallRefusedDuringTrial(t *testing.T) {
 	b := newBox(t, "pi", v1)
 	path := b.makeBundle(v2, b.boardName(), keyOld)
 	install(t, b, path)
-	b.bl.Reboot(context.Background())
+	b.agent().Reboot(context.Background())
 	b.powerOn()
 	if _, err := b.agent().Install(context.Background(), ota.Request{Source: path}); !errors.Is(err, ota.ErrTrialPending) {
 		t.Fatalf("install during trial: %v", err)
+	}
+}
+
+// TestStrayTrialDisarmed: an image may ship autoboot.txt with [tryboot]
+// pointing at the empty slot; the first boot clears it, and the agent's
+// reboot never starts a trial it did not arm.
+func TestStrayTrialDisarmed(t *testing.T) {
+	b := newBox(t, "pi", v1)
+	sel := tryboot.FATPartition{Device: b.dir + "/bootsel.img"}
+	if err := sel.Write(tryboot.Render(tryboot.Selection{Committed: 2, Trial: 3})); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.agent().Reboot(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if info := b.powerOn(); info != (ota.BootInfo{Slot: "A"}) {
+		t.Fatalf("booted %+v", info)
+	}
+	b.settle(healthy)
+	data, err := sel.Read()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := tryboot.Parse(data); err != nil || got != (tryboot.Selection{Committed: 2, Trial: 2}) {
+		t.Fatalf("selection after first boot %+v, %v", got, err)
 	}
 }

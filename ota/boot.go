@@ -26,8 +26,8 @@ type Report struct {
 	Outcome *Outcome
 	// Retrying says a trial that did not happen (power cut) is armed again.
 	Retrying bool
-	// RebootNeeded asks the daemon to call the Bootloader's Reboot: a trial
-	// is armed, or a rejected trial must return to the previous slot.
+	// RebootNeeded asks the daemon to call the Agent's Reboot: a trial is
+	// armed, or a rejected trial must return to the previous slot.
 	RebootNeeded bool
 }
 
@@ -66,7 +66,13 @@ func (a *Agent) afterBoot(ctx context.Context, health HealthFunc) (Report, error
 
 	switch st.Phase {
 	case PhaseIdle:
-		if info.Trial {
+		if !info.Trial {
+			// Make sure no stray trial is armed (a fresh image may ship
+			// one); a no-op write-free check when all is in order.
+			if err := a.disarm(ctx, "idle", info.Slot); err != nil {
+				return rep, err
+			}
+		} else {
 			// A trial nobody tracks (state lost): its content is unknown, so
 			// go back to the other, committed slot.
 			other, err := a.otherSlot(info.Slot)
@@ -224,4 +230,20 @@ func (a *Agent) finishCommit(_ context.Context, st State, rep Report) (Report, e
 	}
 	rep.Phase, rep.Outcome = st.Phase, st.Last
 	return rep, nil
+}
+
+// Reboot restarts the box through the bootloader, starting the armed trial
+// when there is one. The daemon calls it after Install, or when a Report
+// says RebootNeeded, once it has stopped its own work.
+func (a *Agent) Reboot(ctx context.Context) error {
+	st, err := loadState(a.cfg.DataDir)
+	if err != nil {
+		return err
+	}
+	trial := st.Phase == PhaseArmed
+	a.log.Info("rebooting", "trial", trial, "slot", st.Target)
+	if err := a.cfg.Bootloader.Reboot(ctx, trial); err != nil {
+		return fmt.Errorf("reboot: %w", err)
+	}
+	return nil
 }

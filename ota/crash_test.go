@@ -80,7 +80,7 @@ func crashScenario(t *testing.T, b *box, path string, health ota.HealthFunc, k i
 		}
 		t.Fatal(err)
 	}
-	if err := b.bl.Reboot(context.Background()); err != nil {
+	if err := b.agent().Reboot(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	b.powerOn()
@@ -95,7 +95,7 @@ func crashScenario(t *testing.T, b *box, path string, health ota.HealthFunc, k i
 		if !rep.RebootNeeded {
 			return "", trace
 		}
-		if err := b.bl.Reboot(context.Background()); err != nil {
+		if err := b.agent().Reboot(context.Background()); err != nil {
 			t.Fatal(err)
 		}
 		b.powerOn()

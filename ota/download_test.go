@@ -95,7 +95,7 @@ func TestHTTPResume(t *testing.T) {
 	if len(got) != 3 || got[0] != "|" || !strings.HasPrefix(got[1], "bytes=") || !strings.HasSuffix(got[1], `|"bundle-v2"`) {
 		t.Fatalf("requests (Range|If-Range): %q", got)
 	}
-	b.bl.Reboot(context.Background())
+	b.agent().Reboot(context.Background())
 	b.powerOn()
 	if rep := b.settle(healthy); rep.Version != "1.1.0" {
 		t.Fatalf("report %+v", rep)

@@ -284,7 +284,7 @@ func (b *box) settle(health ota.HealthFunc) ota.Report {
 		if !rep.RebootNeeded {
 			return rep
 		}
-		if err := b.bl.Reboot(context.Background()); err != nil {
+		if err := b.agent().Reboot(context.Background()); err != nil {
 			b.t.Fatal(err)
 		}
 		b.powerOn()

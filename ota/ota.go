@@ -46,7 +46,7 @@ type BootInfo struct {
 type Bootloader interface {
 	// Booted reports the running slot and whether this is a trial boot.
 	Booted(ctx context.Context) (BootInfo, error)
-	// ArmTrial makes the next reboot (made with Reboot) a single trial boot
+	// ArmTrial makes the next reboot (Reboot with trial) a single trial boot
 	// of slot; every boot after it, and any boot after a power cut, runs the
 	// committed slot.
 	ArmTrial(ctx context.Context, slot string) error
@@ -55,9 +55,10 @@ type Bootloader interface {
 	// Disarm makes every following boot run slot and cancels any armed
 	// trial. It is a no-op when that is already so.
 	Disarm(ctx context.Context, slot string) error
-	// Reboot restarts the box the way this bootloader needs to start an armed
-	// trial (on a Pi, the firmware's tryboot flag goes with the reboot).
-	Reboot(ctx context.Context) error
+	// Reboot restarts the box; trial says the reboot is to start the armed
+	// trial (on a Pi the firmware's one-shot tryboot flag goes with it, and
+	// without it no reboot ever starts a trial).
+	Reboot(ctx context.Context, trial bool) error
 }
 
 // Clock is the time the agent waits on: download stalls, retry backoff and

@@ -149,15 +149,10 @@ func (t *Tryboot) Disarm(_ context.Context, slot string) error {
 	return t.write(Selection{Committed: n, Trial: n})
 }
 
-// Reboot restarts with the tryboot argument when a trial is armed, plainly
-// otherwise.
-func (t *Tryboot) Reboot(context.Context) error {
-	sel, err := t.read()
-	if err != nil {
-		return err
-	}
+// Reboot restarts, with the tryboot argument when trial is set.
+func (t *Tryboot) Reboot(_ context.Context, trial bool) error {
 	arg := ""
-	if sel.Trial != sel.Committed {
+	if trial {
 		arg = "0 tryboot"
 	}
 	reboot := t.RebootFunc

@@ -167,17 +167,17 @@ func TestFakeFirmware(t *testing.T) {
 		t.Fatal(err)
 	}
 	boot("A", false) // power cycle, not a tryboot reboot
-	if err := bl.Reboot(ctx); err != nil {
+	if err := bl.Reboot(ctx, true); err != nil {
 		t.Fatal(err)
 	}
 	boot("B", true)
 	boot("A", false) // the trial is used up
-	if err := bl.Reboot(ctx); err != nil {
+	if err := bl.Reboot(ctx, true); err != nil {
 		t.Fatal(err)
 	}
 	pi.PowerCut()
 	boot("A", false)
-	if err := bl.Reboot(ctx); err != nil {
+	if err := bl.Reboot(ctx, true); err != nil {
 		t.Fatal(err)
 	}
 	boot("B", true)
@@ -187,7 +187,7 @@ func TestFakeFirmware(t *testing.T) {
 	for range 5 {
 		boot("B", false)
 	}
-	if err := bl.Reboot(ctx); err != nil { // a plain reboot once committed
+	if err := bl.Reboot(ctx, false); err != nil { // a plain reboot once committed
 		t.Fatal(err)
 	}
 	boot("B", false)

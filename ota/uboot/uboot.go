@@ -112,8 +112,9 @@ func (u *UBoot) Disarm(ctx context.Context, slot string) error {
 	return u.Commit(ctx, slot)
 }
 
-// Reboot restarts the box; U-Boot needs no argument to start a trial.
-func (u *UBoot) Reboot(context.Context) error {
+// Reboot restarts the box; U-Boot needs no argument to start a trial, the
+// environment says it all.
+func (u *UBoot) Reboot(context.Context, bool) error {
 	reboot := u.RebootFunc
 	if reboot == nil {
 		reboot = func() error {
