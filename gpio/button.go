@@ -172,7 +172,7 @@ func NewButton(ctx context.Context, pin gpio.PinIn, opts ButtonOptions) (*Button
 	if err := pin.In(pull, gpio.BothEdges); err != nil {
 		return nil, fmt.Errorf("button %s: set input with %s and edge detection: %w", pin, pull, err)
 	}
-	b.log.Info("gpio: button ready", "pin", pin.Name(), "active_low", opts.ActiveLow, "pull", opts.Pull.String(),
+	b.log.Info("button ready", "pin", pin.Name(), "active_low", opts.ActiveLow, "pull", opts.Pull.String(),
 		"debounce", b.debounce, "long_press", b.longPress)
 
 	ctx, b.cancel = context.WithCancel(ctx)
@@ -186,7 +186,7 @@ func NewButton(ctx context.Context, pin gpio.PinIn, opts ButtonOptions) (*Button
 		defer b.wg.Done()
 		<-ctx.Done()
 		if err := pin.Halt(); err != nil {
-			b.log.Debug("gpio: halt button pin", "pin", pin.Name(), "err", err)
+			b.log.Debug("halt button pin", "pin", pin.Name(), "err", err)
 		}
 	}()
 	return b, nil
@@ -256,7 +256,7 @@ func (b *Button) run(ctx context.Context) {
 	if b.pin.Read() == b.active {
 		// Held while the box starts: a factory reset, if it lasts.
 		s.pressed, s.pressStart, s.bootHold = true, b.clock.Now(), true
-		b.log.Info("gpio: button down at start; hold for factory reset", "hold", b.startHold)
+		b.log.Info("button down at start; hold for factory reset", "hold", b.startHold)
 	} else {
 		b.decideStart(false, false)
 	}
@@ -341,7 +341,7 @@ func (b *Button) settle(ctx context.Context, s *buttonState, down bool) {
 }
 
 func (b *Button) emit(ctx context.Context, p Press) {
-	b.log.Debug("gpio: button press", "pin", b.pin.Name(), "kind", p.Kind.String(), "held", p.Held)
+	b.log.Debug("button press", "pin", b.pin.Name(), "kind", p.Kind.String(), "held", p.Held)
 	select {
 	case b.presses <- p:
 	case <-ctx.Done():

@@ -21,10 +21,11 @@
 // a bouncing contact gives one press and a glitch gives none. Presses arrive
 // on Presses(): Short when released before the long-press time (default
 // 3 s), Long the moment the button has been held that long (its release is
-// silent). The daemon's reader should always be receiving and drop the
-// presses it cannot use (while going live or stopping): presses are not
-// queued commands. PressKind's text form is that of POST /api/button, so the
-// HTTP handler can feed the same code path.
+// silent). HandlePresses hands them to the daemon one at a time and drops
+// those that come while the previous one is still being handled (going live
+// or stopping), so presses never queue up as commands. PressKind's text form
+// is that of POST /api/button, so the HTTP handler can feed the same code
+// path.
 //
 // HeldAtStart answers the factory-reset question once at start: was the
 // button already down when it was opened, and did it stay down for 10 s?
@@ -60,7 +61,7 @@
 //	if held, _ := btn.HeldAtStart(ctx); held {
 //		factoryReset() // then led.SetPattern(gpio.PatternFactoryReset)
 //	}
-//	for p := range btn.Presses() {
-//		hub.Button(p.Kind) // the same entry point as POST /api/button
-//	}
+//	gpio.HandlePresses(ctx, btn.Presses(), func(ctx context.Context, p gpio.Press) {
+//		onButton(ctx, p.Kind) // hub.Toggle for Short, the long-press action for Long; as POST /api/button
+//	}, log)
 package gpio

@@ -53,9 +53,9 @@ func OpenHost(log *slog.Logger) (*Host, error) {
 		}
 	}
 	for _, f := range state.Failed {
-		log.Warn("gpio: periph driver failed", "driver", f.D.String(), "err", f.Err)
+		log.Warn("periph driver failed", "driver", f.D.String(), "err", f.Err)
 	}
-	log.Debug("gpio: periph drivers", "loaded", loaded, "skipped", skipped)
+	log.Debug("periph drivers", "loaded", loaded, "skipped", skipped)
 	if len(gpioioctl.Chips) == 0 && len(gpioreg.All()) == 0 {
 		return nil, fmt.Errorf("%w (%s)", ErrNoGPIO, strings.Join(gpioSkipped, "; "))
 	}
@@ -63,7 +63,7 @@ func OpenHost(log *slog.Logger) (*Host, error) {
 	for _, c := range gpioioctl.Chips {
 		chips = append(chips, fmt.Sprintf("%s (%s, %d lines)", c.Name(), c.Label(), c.LineCount()))
 	}
-	log.Info("gpio: ready", "drivers", loaded, "chips", chips)
+	log.Info("gpio ready", "drivers", loaded, "chips", chips)
 	return &Host{log: log, byName: gpioreg.ByName, byChipLine: chipLine}, nil
 }
 
@@ -110,7 +110,7 @@ func (h *Host) open(name, role string) (gpio.PinIO, error) {
 	} else if p = h.byName(ref.Name); p == nil {
 		return nil, fmt.Errorf("open %s pin %s: no such line on this board (try the chip:line form)", role, ref)
 	}
-	h.log.Info("gpio: pin opened", "role", role, "config", ref.String(), "pin", p.Name(), "driver", driverOf(p))
+	h.log.Info("pin opened", "role", role, "config", ref.String(), "pin", p.Name(), "driver", driverOf(p))
 	return p, nil
 }
 

@@ -144,7 +144,7 @@ func NewLED(pin gpio.PinOut, opts LEDOptions) (*LED, error) {
 	if err := l.showLocked(); err != nil {
 		return nil, fmt.Errorf("led %s: %w", pin, err)
 	}
-	l.log.Info("gpio: led ready", "pin", pin.Name(), "active_low", opts.ActiveLow)
+	l.log.Info("led ready", "pin", pin.Name(), "active_low", opts.ActiveLow)
 	return l, nil
 }
 
@@ -221,7 +221,7 @@ func (l *LED) next(gen uint64) {
 	l.index = (l.index + 1) % len(l.steps)
 	if err := l.showLocked(); err != nil && !l.failing {
 		l.failing = true
-		l.log.Error("gpio: led write failed", "pin", l.pin.Name(), "pattern", l.pattern.String(), "err", err)
+		l.log.Error("led write failed", "pin", l.pin.Name(), "pattern", l.pattern.String(), "err", err)
 	}
 }
 
