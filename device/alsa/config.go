@@ -1,0 +1,190 @@
+package alsa
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Defaults applied by Config.withDefaults.
+const (
+	// DefaultSampleRate is Opus's native rate; the encoder needs no resampler.
+	DefaultSampleRate = 48000
+	// DefaultQueueBuffers holds 500 ms of 20 ms buffers: enough to ride out
+	// a garbage-collection pause or a busy encoder without dropping.
+	DefaultQueueBuffers = 25
+	// DefaultStallTimeout is how long a started device may deliver nothing
+	// before ReadAudio reports it lost. A USB microphone that is unplugged
+	// does not always get a stop notification from ALSA, so silence from the
+	// device itself is the signal that never fails to arrive.
+	DefaultStallTimeout = 2 * time.Second
+)
+
+// bufferDivisor cuts one second into 20 ms buffers: one Opus packet each.
+const bufferDivisor = 50
+
+// devicePeriods is how many 20 ms periods the ALSA ring holds. It also
+// bounds how late a buffer can legitimately arrive: lateness up to the whole
+// device ring is buffering, beyond it samples were lost (see captureTimer).
+const devicePeriods = 4
+
+// Errors callers can test for with errors.Is.
+var (
+	// ErrNoDevice means no capture device matched Config.Device; the error
+	// text lists the devices that exist.
+	ErrNoDevice = errors.New("no matching ALSA capture device")
+	// ErrDeviceLost means the device stopped delivering audio after it had
+	// started: unplugged, or stalled for Config.StallTimeout.
+	ErrDeviceLost = errors.New("ALSA capture device lost")
+	// ErrClosed is returned by ReadAudio after Close.
+	ErrClosed = errors.New("ALSA source closed")
+	// ErrNoCgo is returned by Open and List in builds without cgo.
+	ErrNoCgo = errors.New("ALSA capture needs a build with cgo (CGO_ENABLED=1)")
+)
+
+// Config selects and sets up a microphone.
+type Config struct {
+	// Device is the ALSA capture device: "" for the default capture device,
+	// a card index ("1", "hw:1", "hw:1,0"), the device's ALSA id as List
+	// reports it (":1,0", "default", a PCM defined in asound.conf), or a
+	// part of its name ("USB"), compared without regard to case.
+	Device string
+	// SampleRate in Hz; 0 means DefaultSampleRate. It must be a multiple of
+	// 50 so that buffers are exactly 20 ms.
+	SampleRate int
+	// Channels is 1 (mono) or 2 (stereo); 0 means 1.
+	Channels int
+	// QueueBuffers is how many 20 ms buffers wait for ReadAudio before the
+	// oldest is dropped; 0 means DefaultQueueBuffers.
+	QueueBuffers int
+	// StallTimeout is how long the device may deliver nothing before
+	// ReadAudio returns ErrDeviceLost; 0 means DefaultStallTimeout.
+	StallTimeout time.Duration
+	// Logger receives the device choice and miniaudio's warnings; nil means
+	// slog.Default().
+	Logger *slog.Logger
+}
+
+// withDefaults fills zero fields and checks the rest, so Open works on one
+// validated value.
+func (c Config) withDefaults() (Config, error) {
+	if c.SampleRate == 0 {
+		c.SampleRate = DefaultSampleRate
+	}
+	if c.Channels == 0 {
+		c.Channels = 1
+	}
+	if c.QueueBuffers == 0 {
+		c.QueueBuffers = DefaultQueueBuffers
+	}
+	if c.StallTimeout == 0 {
+		c.StallTimeout = DefaultStallTimeout
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	switch {
+	case c.SampleRate < 8000 || c.SampleRate > 192000 || c.SampleRate%bufferDivisor != 0:
+		return c, fmt.Errorf("sample rate %d Hz: want 8000..192000 and a multiple of %d", c.SampleRate, bufferDivisor)
+	case c.Channels != 1 && c.Channels != 2:
+		return c, fmt.Errorf("channels %d: want 1 or 2", c.Channels)
+	case c.QueueBuffers < 2:
+		return c, fmt.Errorf("queue of %d buffers: want at least 2", c.QueueBuffers)
+	case c.StallTimeout < 0:
+		return c, fmt.Errorf("stall timeout %v: want a positive duration", c.StallTimeout)
+	}
+	return c, nil
+}
+
+// bufferFrames is the number of frames in one 20 ms buffer.
+func (c Config) bufferFrames() int { return c.SampleRate / bufferDivisor }
+
+// DeviceInfo describes one capture device as ALSA hints name it.
+type DeviceInfo struct {
+	// Name is the human description, such as "USB PnP Sound Device, USB
+	// Audio".
+	Name string
+	// ID is what ALSA opens: ":1,0" for card 1 device 0 (miniaudio then
+	// tries dsnoop, then hw), or a PCM name such as "default".
+	ID string
+	// Default is true for ALSA's "default" device.
+	Default bool
+}
+
+// String formats the device for logs and error messages.
+func (d DeviceInfo) String() string {
+	if d.Name == "" || d.Name == d.ID {
+		return strconv.Quote(d.ID)
+	}
+	return fmt.Sprintf("%q (%s)", d.Name, d.ID)
+}
+
+// matchDevice picks the device that want names. ok is false when want is
+// empty (the caller opens ALSA's default). When nothing matches, the error
+// wraps ErrNoDevice and lists what exists, so a crew member reading the log
+// can copy a working name into the config.
+func matchDevice(want string, devices []DeviceInfo) (DeviceInfo, bool, error) {
+	want = strings.TrimSpace(want)
+	if want == "" {
+		return DeviceInfo{}, false, nil
+	}
+	for _, d := range devices {
+		if d.ID == want {
+			return d, true, nil
+		}
+	}
+	if card, dev, ok := parseCardIndex(want); ok {
+		id := fmt.Sprintf(":%d,%d", card, dev)
+		for _, d := range devices {
+			if d.ID == id {
+				return d, true, nil
+			}
+		}
+	}
+	lower := strings.ToLower(want)
+	for _, d := range devices {
+		if strings.Contains(strings.ToLower(d.Name), lower) {
+			return d, true, nil
+		}
+	}
+	return DeviceInfo{}, false, fmt.Errorf("%w for %q; capture devices: %s", ErrNoDevice, want, describe(devices))
+}
+
+// parseCardIndex reads the card forms people write in configs: "1", "hw:1",
+// "hw:1,0", "plughw:1,0". USB cards enumerate in any order, so names are the
+// safer choice, but an index is what `arecord -l` shows first.
+func parseCardIndex(s string) (card, dev int, ok bool) {
+	for _, prefix := range []string{"plughw:", "hw:"} {
+		if rest, found := strings.CutPrefix(s, prefix); found {
+			s = rest
+			break
+		}
+	}
+	cardText, devText, hasDev := strings.Cut(s, ",")
+	card, err := strconv.Atoi(cardText)
+	if err != nil || card < 0 {
+		return 0, 0, false
+	}
+	if hasDev {
+		dev, err = strconv.Atoi(devText)
+		if err != nil || dev < 0 {
+			return 0, 0, false
+		}
+	}
+	return card, dev, true
+}
+
+// describe lists devices in one line for an error message.
+func describe(devices []DeviceInfo) string {
+	if len(devices) == 0 {
+		return "none"
+	}
+	parts := make([]string, len(devices))
+	for i, d := range devices {
+		parts[i] = d.String()
+	}
+	return strings.Join(parts, ", ")
+}
