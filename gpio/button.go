@@ -166,11 +166,11 @@ func NewButton(ctx context.Context, pin gpio.PinIn, opts ButtonOptions) (*Button
 	}
 	if b.debounce < 0 || b.longPress <= b.debounce || b.startHold <= b.debounce {
 		return nil, fmt.Errorf("button %s: debounce %v must be at least 0 and shorter than long press %v and start hold %v",
-			pin, b.debounce, b.longPress, b.startHold)
+			pin.Name(), b.debounce, b.longPress, b.startHold)
 	}
 	pull := opts.Pull.periph(opts.ActiveLow)
 	if err := pin.In(pull, gpio.BothEdges); err != nil {
-		return nil, fmt.Errorf("button %s: set input with %s and edge detection: %w", pin, pull, err)
+		return nil, fmt.Errorf("button %s: set input with %s and edge detection: %w", pin.Name(), pull, err)
 	}
 	b.log.Info("button ready", "pin", pin.Name(), "active_low", opts.ActiveLow, "pull", opts.Pull.String(),
 		"debounce", b.debounce, "long_press", b.longPress)

@@ -142,7 +142,7 @@ func NewLED(pin gpio.PinOut, opts LEDOptions) (*LED, error) {
 	defer l.mu.Unlock()
 	l.steps = PatternOff.steps()
 	if err := l.showLocked(); err != nil {
-		return nil, fmt.Errorf("led %s: %w", pin, err)
+		return nil, fmt.Errorf("led %s: %w", pin.Name(), err)
 	}
 	l.log.Info("led ready", "pin", pin.Name(), "active_low", opts.ActiveLow)
 	return l, nil
@@ -165,7 +165,7 @@ func (l *LED) SetPattern(p Pattern) error {
 	l.pattern, l.steps, l.index = p, p.steps(), 0
 	l.due = l.clock.Now()
 	if err := l.showLocked(); err != nil {
-		return fmt.Errorf("led %s: show %s: %w", l.pin, p, err)
+		return fmt.Errorf("led %s: show %s: %w", l.pin.Name(), p, err)
 	}
 	return nil
 }
@@ -191,7 +191,7 @@ func (l *LED) Close() error {
 	l.mu.Unlock()
 	l.callbacks.Wait()
 	if err != nil {
-		return fmt.Errorf("led %s: turn off: %w", l.pin, err)
+		return fmt.Errorf("led %s: turn off: %w", l.pin.Name(), err)
 	}
 	return nil
 }
