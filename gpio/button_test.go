@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -430,5 +432,19 @@ func TestButtonOnRealTime(t *testing.T) {
 	}
 	if err := pin.Err(); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// inFailsPin refuses to become an input, as a line held by another process
+// does (EBUSY from the line request).
+type inFailsPin struct{ *gpiofake.Pin }
+
+func (inFailsPin) In(gpio.Pull, gpio.Edge) error { return syscall.EBUSY }
+
+func TestNewButtonKeepsTheLineError(t *testing.T) {
+	clk := gpiofake.NewClock(time.Time{})
+	_, err := NewButton(context.Background(), inFailsPin{gpiofake.NewPin("GPIO17", 17, clk)}, ButtonOptions{Clock: clk, Logger: quietLogger()})
+	if !errors.Is(err, syscall.EBUSY) || !strings.Contains(err.Error(), "button GPIO17") {
+		t.Fatalf("err = %v, want EBUSY wrapped with the pin's name", err)
 	}
 }

@@ -3,6 +3,7 @@ package gpio
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"strings"
 	"testing"
 	"time"
@@ -203,5 +204,48 @@ func TestLEDWriteError(t *testing.T) {
 	if _, err := NewLED(failingPin{gpiofake.NewPin("GPIO22", 22, clk)}, LEDOptions{Clock: clk, Logger: quietLogger()}); err == nil ||
 		!strings.Contains(err.Error(), "line busy") {
 		t.Fatalf("NewLED on a failing line: err = %v, want the write's error", err)
+	}
+}
+
+// flakyPin fails every write after the first ok ones, like a line taken
+// away while the daemon runs.
+type flakyPin struct {
+	*gpiofake.Pin
+	ok int
+}
+
+func (p *flakyPin) Out(l gpio.Level) error {
+	if p.ok == 0 {
+		return errors.New("line busy")
+	}
+	p.ok--
+	return p.Pin.Out(l)
+}
+
+func TestLEDLogsFailingWritesOnce(t *testing.T) {
+	clk := gpiofake.NewClock(time.Time{})
+	logged := make(messages, 100)
+	pin := &flakyPin{Pin: gpiofake.NewPin("GPIO22", 22, clk), ok: 2}
+	led, err := NewLED(pin, LEDOptions{Clock: clk, Logger: slog.New(logged)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	<-logged // "led ready"
+	if err := led.SetPattern(PatternGoingLive); err != nil {
+		t.Fatal(err)
+	}
+	clk.Advance(time.Second) // 9 more steps, all failing
+	if n := len(logged); n != 1 {
+		t.Fatalf("%d log records for 9 failed writes, want 1", n)
+	}
+	if msg := <-logged; msg != "led write failed" {
+		t.Fatalf("logged %q", msg)
+	}
+	// The rhythm goes on despite the failures.
+	if n := clk.Pending(); n != 1 {
+		t.Fatalf("%d timers pending, want 1", n)
+	}
+	if err := led.Close(); err == nil {
+		t.Fatal("Close hid the failed write")
 	}
 }
