@@ -56,7 +56,7 @@
 //	}
 //	pin, err := host.Input(cfg.GPIO.Button)
 //	btn, err := gpio.NewButton(ctx, pin, gpio.ButtonOptions{ActiveLow: cfg.GPIO.ActiveLow,
-//		Debounce: cfg.GPIO.Debounce, LongPress: cfg.GPIO.LongPress, Logger: log})
+//		Debounce: cfg.GPIO.Debounce.D(), LongPress: cfg.GPIO.LongPress.D(), Logger: log})
 //	defer btn.Close()
 //	if held, _ := btn.HeldAtStart(ctx); held {
 //		factoryReset() // then led.SetPattern(gpio.PatternFactoryReset)
