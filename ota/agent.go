@@ -163,7 +163,7 @@ func (a *Agent) Install(ctx context.Context, req Request) (Installed, error) {
 	defer a.busy.Unlock()
 	inst, err := a.install(ctx, req)
 	if err != nil {
-		a.log.Error("update refused", "source", req.Source, "err", err)
+		// Not logged here: the caller reports it (reply, event, log) once.
 		return Installed{}, fmt.Errorf("install %s: %w", req.Source, err)
 	}
 	a.log.Info("update armed for one trial boot", "version", inst.Version, "slot", inst.Slot, "key", inst.KeyID)
@@ -405,4 +405,34 @@ func httpClientFor(o DownloadOptions) (*http.Client, func()) {
 	dialer := newDialer(o.ConnectTimeout)
 	tr.DialContext = dialer.DialContext
 	return &http.Client{Transport: tr}, tr.CloseIdleConnections
+}
+
+// Status is the update part of the box's status document.
+type Status struct {
+	// Slot and Version are what runs.
+	Slot    string `json:"slot"`
+	Version string `json:"version"`
+	// Phase is the update state (idle, installing, armed, trial, rolling_back).
+	Phase Phase `json:"ota_state"`
+	// Pending is the version being installed or tried, if any.
+	Pending string `json:"pending,omitempty"`
+	// Last is how the most recent update ended.
+	Last *Outcome `json:"last,omitempty"`
+}
+
+// Status reports the running slot and the update state for status and MQTT.
+func (a *Agent) Status(ctx context.Context) (Status, error) {
+	info, err := a.cfg.Bootloader.Booted(ctx)
+	if err != nil {
+		return Status{}, fmt.Errorf("ota status: %w", err)
+	}
+	st, err := loadState(a.cfg.DataDir)
+	if err != nil {
+		return Status{}, fmt.Errorf("ota status: %w", err)
+	}
+	s := Status{Slot: info.Slot, Version: a.cfg.Version, Phase: st.Phase, Last: st.Last}
+	if st.Phase != PhaseIdle {
+		s.Pending = st.TargetVersion
+	}
+	return s, nil
 }

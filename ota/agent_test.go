@@ -390,3 +390,19 @@ func TestStrayTrialDisarmed(t *testing.T) {
 		t.Fatalf("selection after first boot %+v, %v", got, err)
 	}
 }
+
+func TestStatus(t *testing.T) {
+	b := newBox(t, "uboot", v1)
+	install(t, b, b.makeBundle(v2, b.boardName(), keyOld))
+	st, err := b.agent().Status(context.Background())
+	if err != nil || st.Slot != "A" || st.Version != "1.0.0" || st.Phase != ota.PhaseArmed || st.Pending != "1.1.0" {
+		t.Fatalf("status %+v, %v", st, err)
+	}
+	b.agent().Reboot(context.Background())
+	b.powerOn()
+	b.settle(healthy)
+	st, err = b.agent().Status(context.Background())
+	if err != nil || st.Slot != "B" || st.Version != "1.1.0" || st.Phase != ota.PhaseIdle || st.Last.Result != ota.ResultCommitted {
+		t.Fatalf("status %+v, %v", st, err)
+	}
+}

@@ -190,7 +190,7 @@ func (a *Agent) trial(ctx context.Context, st State, rep Report, health HealthFu
 		}
 		return a.finishCommit(ctx, st, rep)
 	}
-	a.log.Error("update unhealthy, rolling back", "version", st.TargetVersion, "err", verdict)
+	a.log.Warn("update unhealthy, rolling back", "version", st.TargetVersion, "err", verdict)
 	st.Phase, st.Reason = PhaseRollingBack, verdict.Error()
 	if err := a.save("boot-save-rolling-back", st); err != nil {
 		return rep, err

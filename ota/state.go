@@ -39,17 +39,25 @@ const (
 
 // Outcome records how the last update ended.
 type Outcome struct {
+	// Version is the update's version.
 	Version string `json:"version"`
-	Result  Result `json:"result"`
-	Reason  string `json:"reason,omitempty"`
+	// Result is how it ended.
+	Result Result `json:"result"`
+	// Reason says why it did not commit.
+	Reason string `json:"reason,omitempty"`
 }
 
 // State is what the agent keeps on the data partition, which both slots
 // mount, so the slot that boots next knows what the other one was doing.
 type State struct {
-	Phase           Phase  `json:"phase"`
-	Target          string `json:"target_slot,omitempty"`
-	TargetVersion   string `json:"target_version,omitempty"`
+	// Phase is where the update stands.
+	Phase Phase `json:"phase"`
+	// Target and TargetVersion are the slot being updated and its new
+	// version.
+	Target        string `json:"target_slot,omitempty"`
+	TargetVersion string `json:"target_version,omitempty"`
+	// Previous and PreviousVersion are the slot that ran when the update
+	// started, the one a rollback returns to.
 	Previous        string `json:"previous_slot,omitempty"`
 	PreviousVersion string `json:"previous_version,omitempty"`
 	// TrialAttempts counts the times a trial was armed. A trial that is
