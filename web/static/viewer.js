@@ -94,34 +94,47 @@
   let pc = null;
   let session = null;
   let whepDelay = 500;
+  // The first connection's steps as performance marks ("onair:offer", ...):
+  // where the time from page load to picture goes (read by test/browser).
+  let marking = true;
+  function mark(name) {
+    if (marking && performance.mark) performance.mark("onair:" + name);
+  }
   async function connectMedia() {
     if (pc) { try { pc.close(); } catch (e) {} }
     pc = new RTCPeerConnection();
+    window.onairPC = pc; // for tests: its getStats() shows what arrives
     const mine = pc;
     pc.addTransceiver("video", { direction: "recvonly" });
     pc.addTransceiver("audio", { direction: "recvonly" });
     const stream = new MediaStream();
     pc.ontrack = (e) => {
+      mark("track-" + e.track.kind);
       stream.addTrack(e.track);
       video.srcObject = stream;
       video.play().catch(() => {});
     };
     pc.onconnectionstatechange = () => {
       if (mine !== pc) return;
+      if (pc.connectionState === "connected") { mark("connected"); marking = false; }
       if (pc.connectionState === "failed" || pc.connectionState === "closed") retryMedia();
     };
     try {
       const offer = await pc.createOffer();
       await pc.setLocalDescription(offer);
+      mark("offer");
       await gathered(pc);
+      mark("gathered");
       const headers = { "Content-Type": "application/sdp", "X-Viewer-Id": viewerId };
       if (token) headers.Authorization = "Bearer " + token;
       const resp = await fetch("/api/whep", { method: "POST", headers, body: pc.localDescription.sdp });
       if (resp.status !== 201) throw new Error("WHEP " + resp.status);
       session = resp.headers.get("Location");
       await pc.setRemoteDescription({ type: "answer", sdp: await resp.text() });
+      mark("answer");
       whepDelay = 500;
     } catch (err) {
+      marking = false;
       retryMedia();
     }
   }
