@@ -3,6 +3,8 @@ package tryboot
 import (
 	"context"
 	"encoding/binary"
+	"errors"
+	"io/fs"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -61,7 +63,11 @@ func (t *Tryboot) Booted(context.Context) (ota.BootInfo, error) {
 	if err != nil {
 		return ota.BootInfo{}, err
 	}
+	// Firmware older than tryboot support has no such property: never a trial.
 	trial, err := readCell(filepath.Join(dir, "tryboot"))
+	if errors.Is(err, fs.ErrNotExist) {
+		trial, err = 0, nil
+	}
 	if err != nil {
 		return ota.BootInfo{}, err
 	}
