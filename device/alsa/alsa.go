@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"runtime"
 	"strings"
 	"sync"
@@ -76,7 +77,7 @@ func start(cfg Config, clock *device.Clock, mctx *malgo.AllocatedContext) (*Sour
 	if err != nil {
 		return nil, err
 	}
-	info, specific, err := matchDevice(cfg.Device, devices)
+	info, specific, err := matchDevice(cfg.Device, devices, readCards())
 	if err != nil {
 		return nil, err
 	}
@@ -189,6 +190,17 @@ func enumerate(mctx *malgo.AllocatedContext) ([]DeviceInfo, error) {
 		devices = append(devices, DeviceInfo{Name: d.Name(), ID: alsaID(d.ID), Default: d.IsDefault != 0})
 	}
 	return devices, nil
+}
+
+// readCards lists the sound cards the kernel knows. Without the file (no
+// sound support, a container) there are no card names to match, which only
+// narrows the choice to what the ALSA hints describe.
+func readCards() []card {
+	text, err := os.ReadFile("/proc/asound/cards")
+	if err != nil {
+		return nil
+	}
+	return parseCards(string(text))
 }
 
 // alsaID reads the ALSA member of miniaudio's device id union: the

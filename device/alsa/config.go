@@ -47,10 +47,13 @@ var (
 
 // Config selects and sets up a microphone.
 type Config struct {
-	// Device is the ALSA capture device: "" for the default capture device,
-	// a card index ("1", "hw:1", "hw:1,0"), the device's ALSA id as List
-	// reports it (":1,0", "default", a PCM defined in asound.conf), or a
-	// part of its name ("USB"), compared without regard to case.
+	// Device is the ALSA capture device: "" for the default capture device;
+	// a card index ("1", "hw:1", "hw:1,0"); a card's short id as in
+	// /proc/asound/cards and `arecord -l` ("Device", "hw:CARD=Device,DEV=0");
+	// the device's ALSA id as List reports it (":1,0", "default", a PCM
+	// defined in asound.conf); or a part of its description or card name
+	// ("USB"), compared without regard to case. The first match in that
+	// order wins.
 	Device string
 	// SampleRate in Hz; 0 means DefaultSampleRate. It must be a multiple of
 	// 50 so that buffers are exactly 20 ms.
@@ -122,11 +125,47 @@ func (d DeviceInfo) String() string {
 	return fmt.Sprintf("%q (%s)", d.Name, d.ID)
 }
 
-// matchDevice picks the device that want names. ok is false when want is
-// empty (the caller opens ALSA's default). When nothing matches, the error
-// wraps ErrNoDevice and lists what exists, so a crew member reading the log
-// can copy a working name into the config.
-func matchDevice(want string, devices []DeviceInfo) (DeviceInfo, bool, error) {
+// card is one sound card as /proc/asound/cards lists it. ALSA's device hints
+// describe a card by its long name only, but people also know it by the short
+// id that `arecord -l` and asound.conf use ("Device", "U0x46d0x825"), so the
+// card list lets either name find the device.
+type card struct {
+	index int
+	id    string // short id, as in hw:CARD=<id>
+	name  string // long name
+}
+
+// parseCards reads the text of /proc/asound/cards: a header line per card,
+// " 1 [Device         ]: USB-Audio - USB PnP Sound Device", followed by an
+// indented line of detail that is skipped.
+func parseCards(text string) []card {
+	var cards []card
+	for _, line := range strings.Split(text, "\n") {
+		indexText, rest, ok := strings.Cut(strings.TrimSpace(line), " [")
+		if !ok {
+			continue
+		}
+		index, err := strconv.Atoi(indexText)
+		if err != nil {
+			continue
+		}
+		id, rest, ok := strings.Cut(rest, "]:")
+		if !ok {
+			continue
+		}
+		_, name, _ := strings.Cut(rest, " - ")
+		cards = append(cards, card{index: index, id: strings.TrimSpace(id), name: strings.TrimSpace(name)})
+	}
+	return cards
+}
+
+// matchDevice picks the device that want names, trying the most exact forms
+// first: the ALSA id, a card index or hw:CARD=<id>, a card's short id, a
+// part of the device's description, a part of a card's long name. ok is
+// false when want is empty (the caller opens ALSA's default). When nothing
+// matches, the error wraps ErrNoDevice and lists what exists, so a crew member
+// reading the log can copy a working name into the config.
+func matchDevice(want string, devices []DeviceInfo, cards []card) (DeviceInfo, bool, error) {
 	want = strings.TrimSpace(want)
 	if want == "" {
 		return DeviceInfo{}, false, nil
@@ -136,10 +175,23 @@ func matchDevice(want string, devices []DeviceInfo) (DeviceInfo, bool, error) {
 			return d, true, nil
 		}
 	}
-	if card, dev, ok := parseCardIndex(want); ok {
-		id := fmt.Sprintf(":%d,%d", card, dev)
+	byCard := func(index, dev int) (DeviceInfo, bool) {
+		id := fmt.Sprintf(":%d,%d", index, dev)
 		for _, d := range devices {
 			if d.ID == id {
+				return d, true
+			}
+		}
+		return DeviceInfo{}, false
+	}
+	if index, dev, ok := parseCardRef(want, cards); ok {
+		if d, ok := byCard(index, dev); ok {
+			return d, true, nil
+		}
+	}
+	for _, c := range cards {
+		if strings.EqualFold(c.id, want) {
+			if d, ok := byCard(c.index, 0); ok {
 				return d, true, nil
 			}
 		}
@@ -150,13 +202,21 @@ func matchDevice(want string, devices []DeviceInfo) (DeviceInfo, bool, error) {
 			return d, true, nil
 		}
 	}
-	return DeviceInfo{}, false, fmt.Errorf("%w for %q; capture devices: %s", ErrNoDevice, want, describe(devices))
+	for _, c := range cards {
+		if strings.Contains(strings.ToLower(c.name), lower) {
+			if d, ok := byCard(c.index, 0); ok {
+				return d, true, nil
+			}
+		}
+	}
+	return DeviceInfo{}, false, fmt.Errorf("%w for %q; capture devices: %s%s", ErrNoDevice, want, describe(devices), describeCards(cards))
 }
 
-// parseCardIndex reads the card forms people write in configs: "1", "hw:1",
-// "hw:1,0", "plughw:1,0". USB cards enumerate in any order, so names are the
-// safer choice, but an index is what `arecord -l` shows first.
-func parseCardIndex(s string) (card, dev int, ok bool) {
+// parseCardRef reads the card forms people write in configs: "1", "hw:1",
+// "hw:1,0", "plughw:1,0", "hw:CARD=Device,DEV=0". USB cards enumerate in
+// any order, so names are the safer choice, but an index is what
+// `arecord -l` shows first.
+func parseCardRef(s string, cards []card) (index, dev int, ok bool) {
 	for _, prefix := range []string{"plughw:", "hw:"} {
 		if rest, found := strings.CutPrefix(s, prefix); found {
 			s = rest
@@ -164,8 +224,22 @@ func parseCardIndex(s string) (card, dev int, ok bool) {
 		}
 	}
 	cardText, devText, hasDev := strings.Cut(s, ",")
-	card, err := strconv.Atoi(cardText)
-	if err != nil || card < 0 {
+	if id, named := strings.CutPrefix(cardText, "CARD="); named {
+		cardText = id
+		for _, c := range cards {
+			if c.id == id {
+				cardText = strconv.Itoa(c.index)
+			}
+		}
+		if hasDev {
+			devText, hasDev = strings.CutPrefix(devText, "DEV=")
+			if !hasDev {
+				return 0, 0, false
+			}
+		}
+	}
+	index, err := strconv.Atoi(cardText)
+	if err != nil || index < 0 {
 		return 0, 0, false
 	}
 	if hasDev {
@@ -174,7 +248,19 @@ func parseCardIndex(s string) (card, dev int, ok bool) {
 			return 0, 0, false
 		}
 	}
-	return card, dev, true
+	return index, dev, true
+}
+
+// describeCards adds the card list to an error message, when there is one.
+func describeCards(cards []card) string {
+	if len(cards) == 0 {
+		return ""
+	}
+	parts := make([]string, len(cards))
+	for i, c := range cards {
+		parts[i] = fmt.Sprintf("%d [%s] %s", c.index, c.id, c.name)
+	}
+	return "; sound cards: " + strings.Join(parts, ", ")
 }
 
 // describe lists devices in one line for an error message.
