@@ -40,6 +40,7 @@ GOMOD=github.com/onair/onair
 # pkg-golang.mk; buildroot/tree_test.go checks that the two stay equal.
 ONAIR_LDFLAGS="-s -w -X ${GOMOD}/internal/daemon.Version=${version}"
 ONAIR_BUILD_OPTS="-buildmode=exe"
+ONAIR_TAGS="dynamic"
 
 die() {
 	echo "check-package-build.sh: $*" >&2
@@ -89,7 +90,7 @@ build() {
 		go build -v \
 		-ldflags "$ONAIR_LDFLAGS" \
 		-modcacherw \
-		-tags "" \
+		-tags "$ONAIR_TAGS" \
 		-trimpath \
 		-p "$(nproc)" \
 		-buildvcs=false \

@@ -810,7 +810,7 @@ func TestBuildFlagsInStep(t *testing.T) {
 		v := strings.ReplaceAll(m[1], "${version}", "VERSION")
 		return strings.ReplaceAll(v, "${GOMOD}", "GOMOD")
 	}
-	for _, name := range []string{"ONAIR_LDFLAGS", "ONAIR_BUILD_OPTS"} {
+	for _, name := range []string{"ONAIR_LDFLAGS", "ONAIR_BUILD_OPTS", "ONAIR_TAGS"} {
 		if got, want := scriptVar(name), mkVar(name); got != want {
 			t.Errorf("check-package-build.sh %s=%q, onair.mk has %q", name, got, want)
 		}

@@ -26,8 +26,10 @@ ONAIR_BUILD_TARGETS = cmd/onaird
 # Keep in step with buildroot/check-package-build.sh, which runs the same
 # command here: the version is linked into internal/daemon.Version (what
 # onaird reports), and -buildmode=exe because a pure-Go 32-bit arm binary
-# cannot be PIE without an external linker. cgo code is selected by the cgo
-# build tag alone (CGO_ENABLED=1), so no extra tags.
+# cannot be PIE without an external linker. The "dynamic" tag makes
+# pion/mediadevices' Opus codec link the opus package through pkg-config:
+# its default is a prebuilt static library that `go mod vendor` leaves out.
+ONAIR_TAGS = dynamic
 ONAIR_LDFLAGS = -s -w -X $(ONAIR_GOMOD)/internal/daemon.Version=$(ONAIR_FIRMWARE_VERSION)
 ONAIR_BUILD_OPTS = -buildmode=exe
 ONAIR_GO_ENV = \
