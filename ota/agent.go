@@ -213,7 +213,7 @@ func (a *Agent) install(ctx context.Context, req Request) (Installed, error) {
 	}
 
 	st.Phase, st.Target, st.TargetVersion = PhaseInstalling, target.Name(), m.Version
-	st.Previous, st.PreviousVersion, st.TrialAttempts, st.Reason = info.Slot, a.cfg.Version, 0, ""
+	st.Previous, st.PreviousVersion, st.TrialAttempts, st.TrialStarts, st.Reason = info.Slot, a.cfg.Version, 0, 0, ""
 	if err := a.save("save-installing", st); err != nil {
 		return Installed{}, err
 	}

@@ -406,3 +406,28 @@ func TestStatus(t *testing.T) {
 		t.Fatalf("status %+v, %v", st, err)
 	}
 }
+
+// TestDaemonCrashLoopInTrial: onaird restarting over and over in its trial
+// boot is a verdict too, or the trial would never end.
+func TestDaemonCrashLoopInTrial(t *testing.T) {
+	b := newBox(t, "pi", v1)
+	install(t, b, b.makeBundle(v2, b.boardName(), keyOld))
+	b.agent().Reboot(context.Background())
+	b.powerOn()
+	for range 3 {
+		ctx, cancel := context.WithCancel(context.Background())
+		_, err := b.agent().AfterBoot(ctx, func(ctx context.Context) error { cancel(); return ctx.Err() })
+		if !errors.Is(err, context.Canceled) {
+			t.Fatalf("AfterBoot: %v", err)
+		}
+	}
+	rep, err := b.agent().AfterBoot(context.Background(), healthy)
+	if err != nil || rep.Phase != ota.PhaseRollingBack || !rep.RebootNeeded {
+		t.Fatalf("report %+v, %v", rep, err)
+	}
+	b.agent().Reboot(context.Background())
+	b.powerOn()
+	if rep := b.settle(healthy); rep.Version != "1.0.0" || rep.Outcome.Result != ota.ResultRolledBack {
+		t.Fatalf("report %+v", rep)
+	}
+}

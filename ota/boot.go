@@ -155,6 +155,7 @@ func (a *Agent) retryOrGiveUp(ctx context.Context, st State, rep Report) (Report
 	}
 	st.Phase = PhaseArmed
 	st.TrialAttempts++
+	st.TrialStarts = 0
 	if err := a.save("boot-save-rearmed", st); err != nil {
 		return rep, err
 	}
@@ -168,14 +169,23 @@ func (a *Agent) retryOrGiveUp(ctx context.Context, st State, rep Report) (Report
 	return rep, nil
 }
 
+// maxTrialStarts bounds daemon restarts within one trial boot.
+const maxTrialStarts = 3
+
 // trial runs on the new slot's trial boot: health within the deadline
 // commits, anything else rolls back.
 func (a *Agent) trial(ctx context.Context, st State, rep Report, health HealthFunc) (Report, error) {
 	st.Phase = PhaseTrial
+	st.TrialStarts++
 	if err := a.save("boot-save-trial", st); err != nil {
 		return rep, err
 	}
-	verdict := a.judge(ctx, st, health)
+	var verdict error
+	if st.TrialStarts > maxTrialStarts {
+		verdict = fmt.Errorf("onaird started %d times during the trial without reporting healthy", st.TrialStarts-1)
+	} else {
+		verdict = a.judge(ctx, st, health)
+	}
 	if ctx.Err() != nil {
 		// The daemon is stopping: no verdict. The next boot returns to the
 		// previous slot and this counts as an interrupted trial.

@@ -65,6 +65,10 @@ type State struct {
 	// runs) is armed again, and only after MaxTrialBoots attempts is the
 	// update given up.
 	TrialAttempts int `json:"trial_attempts,omitempty"`
+	// TrialStarts counts AfterBoot calls during the current trial attempt:
+	// a daemon that keeps restarting in its trial boot never gets to judge
+	// its health, so after a few starts that is the verdict.
+	TrialStarts int `json:"trial_starts,omitempty"`
 	// Reason is why a trial is being rolled back.
 	Reason string `json:"reason,omitempty"`
 	// Last is the outcome of the most recent finished update.
