@@ -9,6 +9,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -175,5 +176,35 @@ func TestHTTPNotFound(t *testing.T) {
 	_, err := b.agent().Install(context.Background(), ota.Request{Source: srv.URL + "/missing.bundle"})
 	if !errors.Is(err, ota.ErrDownload) || !strings.Contains(err.Error(), "404") {
 		t.Fatalf("error %v", err)
+	}
+}
+
+// TestHTTPSInstall: the same path over TLS, with the CA the daemon would
+// configure passed in through DownloadOptions.Client.
+func TestHTTPSInstall(t *testing.T) {
+	b := newBox(t, "uboot", v1)
+	data, err := os.ReadFile(b.makeBundle(v2, b.boardName(), keyOld))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var served atomic.Bool
+	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("ETag", `"v2"`)
+		if !served.Swap(true) {
+			cutAfter(w, data, len(data)/3)
+		}
+		http.ServeContent(w, r, "b.bundle", time.Unix(1e9, 0), strings.NewReader(string(data)))
+	}))
+	defer srv.Close()
+	client := srv.Client()
+	defer client.CloseIdleConnections()
+	b.cfg = func(c *ota.Config) { c.Download.Client = client }
+	if _, err := b.agent().Install(context.Background(), ota.Request{Source: srv.URL + "/b.bundle"}); err != nil {
+		t.Fatal(err)
+	}
+	b.agent().Reboot(context.Background())
+	b.powerOn()
+	if rep := b.settle(healthy); rep.Version != "1.1.0" {
+		t.Fatalf("report %+v", rep)
 	}
 }
