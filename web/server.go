@@ -22,6 +22,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/onair/onair/broadcast"
+	"github.com/onair/onair/gpio"
 	"github.com/onair/onair/status"
 	"github.com/onair/onair/whep"
 )
@@ -42,6 +43,8 @@ type Options struct {
 	Health map[string]func(context.Context) error
 	// Registry gathers /metrics; nil means a new one with the box's metrics.
 	Registry *prometheus.Registry
+	// Press is the button's action, shared with the GPIO pin: "short" or "long".
+	Press func(ctx context.Context, kind gpio.PressKind) error
 	// MaxSockets bounds event WebSockets; default 1000.
 	MaxSockets int
 	Log        *slog.Logger
@@ -342,23 +345,20 @@ func (s *Server) button(w http.ResponseWriter, r *http.Request) {
 	if !readJSON(w, r, &req) {
 		return
 	}
-	switch req.Press {
-	case "short":
-		ctx, cancel := context.WithTimeout(r.Context(), 10*time.Second)
-		defer cancel()
-		if _, err := s.opt.Hub.Toggle(ctx); err != nil && !errors.Is(err, broadcast.ErrBusy) {
-			writeError(w, http.StatusInternalServerError, "button: "+err.Error())
-			return
-		}
-		// A press while going live or stopping is ignored, as on the box.
-		writeJSON(w, http.StatusOK, s.opt.Status())
-	case "long":
-		// The long-press actions (private, comments, shutdown) arrive with
-		// the features they act on; until then a long press does nothing.
-		writeJSON(w, http.StatusOK, s.opt.Status())
-	default:
+	kind, err := gpio.ParsePressKind(req.Press)
+	if err != nil {
 		writeError(w, http.StatusBadRequest, `press must be "short" or "long"`)
+		return
 	}
+	if s.opt.Press == nil {
+		writeError(w, http.StatusServiceUnavailable, "no button action in this daemon")
+		return
+	}
+	if err := s.opt.Press(r.Context(), kind); err != nil {
+		writeError(w, http.StatusConflict, "button: "+err.Error())
+		return
+	}
+	writeJSON(w, http.StatusOK, s.opt.Status())
 }
 
 func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {

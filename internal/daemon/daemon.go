@@ -25,6 +25,7 @@ import (
 	"github.com/onair/onair/config"
 	"github.com/onair/onair/device"
 	"github.com/onair/onair/device/board"
+	"github.com/onair/onair/gpio"
 	"github.com/onair/onair/pipeline"
 	"github.com/onair/onair/status"
 	"github.com/onair/onair/web"
@@ -40,6 +41,9 @@ type Options struct {
 	Log *slog.Logger
 	// Board reads board facts; the zero value reads the real system.
 	Board board.Reader
+	// Pins replaces the GPIO button and LED (tests); nil opens gpio.button
+	// and gpio.led from the config.
+	Pins *Pins
 }
 
 // Daemon is a running onaird.
@@ -56,6 +60,10 @@ type Daemon struct {
 	http     *http.Server
 	listener net.Listener
 	sources  status.Sources
+	panel    *panel
+	// life bounds what New starts before Run (the button's goroutine).
+	life    context.Context
+	endLife context.CancelFunc
 }
 
 // New opens everything the daemon needs, so that errors (a busy port, a
@@ -66,19 +74,33 @@ func New(cfg config.Config, opt Options) (*Daemon, error) {
 		log = slog.Default()
 	}
 	d := &Daemon{cfg: cfg, log: log, clock: device.NewClock()}
+	d.life, d.endLife = context.WithCancel(context.Background())
 	if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
 		return nil, fmt.Errorf("data_dir %s: %w", cfg.DataDir, err)
 	}
+	var err error
+	if d.panel, err = openPanel(d.life, cfg.GPIO, opt.Pins, log); err != nil {
+		d.endLife()
+		return nil, err
+	}
+	fail := func(err error) (*Daemon, error) {
+		d.panel.close()
+		d.endLife()
+		return nil, err
+	}
+	if err := d.panel.factoryResetIfHeld(d.life, cfg.DataDir, log); err != nil {
+		return fail(err)
+	}
 	token, err := adminToken(cfg)
 	if err != nil {
-		return nil, err
+		return fail(err)
 	}
 	d.adminToken = token
 
 	d.hub = broadcast.New(broadcast.Options{KeyframeMinInterval: cfg.Video.KeyframeMinInterval.D()})
 	media, err := openMedia(cfg, d.clock, log)
 	if err != nil {
-		return nil, err
+		return fail(err)
 	}
 	d.pipeline = pipeline.New(media.video, media.audio, d.hub, cfg.Video.BitrateKbps, log)
 
@@ -92,7 +114,7 @@ func New(cfg config.Config, opt Options) (*Daemon, error) {
 	})
 	if err != nil {
 		media.close()
-		return nil, err
+		return fail(err)
 	}
 
 	d.sources = status.Sources{
@@ -103,7 +125,7 @@ func New(cfg config.Config, opt Options) (*Daemon, error) {
 		StorageFreeMB: func() int64 { return freeBytes(cfg.DataDir) / (1 << 20) },
 	}
 	d.web, err = web.New(web.Options{
-		AdminToken: token, Hub: d.hub, WHEP: d.viewers, Status: d.sources.Build, Log: log,
+		AdminToken: token, Hub: d.hub, WHEP: d.viewers, Status: d.sources.Build, Log: log, Press: d.press,
 		Health: map[string]func(context.Context) error{
 			"media": func(context.Context) error {
 				if since := d.pipeline.SinceLastFrame(); since > 3*time.Second {
@@ -117,13 +139,13 @@ func New(cfg config.Config, opt Options) (*Daemon, error) {
 	if err != nil {
 		d.viewers.Close()
 		media.close()
-		return nil, err
+		return fail(err)
 	}
 	d.listener, err = net.Listen("tcp", cfg.HTTP.Listen)
 	if err != nil {
 		d.viewers.Close()
 		media.close()
-		return nil, fmt.Errorf("http.listen %s: %w", cfg.HTTP.Listen, err)
+		return fail(fmt.Errorf("http.listen %s: %w", cfg.HTTP.Listen, err))
 	}
 	d.http = &http.Server{
 		Handler:           d.web,
@@ -161,6 +183,9 @@ func (d *Daemon) Run(ctx context.Context) error {
 			d.hub.SetProblem("media pipeline stopped: " + err.Error())
 		}
 	}()
+	panelCtx, stopPanel := context.WithCancel(d.life)
+	wg.Add(1)
+	go func() { defer wg.Done(); d.panel.run(panelCtx, d.hub, d.press, d.log) }()
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- d.http.Serve(d.listener) }()
 
@@ -182,8 +207,38 @@ func (d *Daemon) Run(ctx context.Context) error {
 		d.http.Close()
 	}
 	stopPipeline()
+	stopPanel()
+	d.endLife()
 	wg.Wait()
+	d.panel.close()
 	return errors.Join(err, pipeErr)
+}
+
+// press is the button: the GPIO pin, POST /api/button and (later) MQTT all
+// come here. A short press toggles live; a press while going live or
+// stopping is ignored, not queued.
+func (d *Daemon) press(ctx context.Context, kind gpio.PressKind) error {
+	switch kind {
+	case gpio.Short:
+		ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+		st, err := d.hub.Toggle(ctx)
+		if errors.Is(err, broadcast.ErrBusy) {
+			d.log.Info("button press ignored while going live or stopping")
+			return nil
+		}
+		d.log.Info("button", "press", "short", "state", st.State)
+		return err
+	case gpio.Long:
+		switch d.cfg.GPIO.LongPressAction {
+		case "none":
+			d.log.Info("button", "press", "long", "action", "none")
+			return nil
+		default:
+			return fmt.Errorf("long press action %q is not available in this firmware yet", d.cfg.GPIO.LongPressAction)
+		}
+	}
+	return fmt.Errorf("unknown press %v", kind)
 }
 
 // adminToken returns the configured token, or the one kept in data_dir, or

@@ -35,6 +35,11 @@ type running struct {
 // start runs onaird in process on random ports with the test sources.
 func start(t testing.TB, mutate func(*config.Config)) *running {
 	t.Helper()
+	return startWith(t, mutate, Options{})
+}
+
+func startWith(t testing.TB, mutate func(*config.Config), opt Options) *running {
+	t.Helper()
 	cfg := config.Default()
 	cfg.DataDir = t.TempDir()
 	cfg.HTTP.Listen = "127.0.0.1:0"
@@ -54,7 +59,8 @@ func start(t testing.TB, mutate func(*config.Config)) *running {
 	if testing.Verbose() {
 		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	}
-	d, err := New(cfg, Options{Log: log})
+	opt.Log = log
+	d, err := New(cfg, opt)
 	if err != nil {
 		t.Fatal(err)
 	}

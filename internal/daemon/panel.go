@@ -1,0 +1,163 @@
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+
+	periphgpio "periph.io/x/conn/v3/gpio"
+
+	"github.com/onair/onair/broadcast"
+	"github.com/onair/onair/config"
+	"github.com/onair/onair/gpio"
+)
+
+// Pins lets tests hand the daemon fake pins instead of opening GPIO lines.
+type Pins struct {
+	Button periphgpio.PinIn
+	LED    periphgpio.PinOut
+	Clock  gpio.Clock
+}
+
+// panel is the crew's whole interface on the box: one button, one LED.
+type panel struct {
+	button *gpio.Button
+	led    *gpio.LED
+}
+
+// openPanel opens the configured button and LED. A machine without GPIO (a
+// PC) runs without them and says so; a configured pin that fails is an error.
+func openPanel(ctx context.Context, cfg config.GPIO, pins *Pins, log *slog.Logger) (*panel, error) {
+	p := &panel{}
+	if pins == nil && cfg.Button == "" && cfg.LED == "" {
+		log.Info("no button and no LED configured (gpio.button, gpio.led)")
+		return p, nil
+	}
+	if pins == nil {
+		host, err := gpio.OpenHost(log)
+		if errors.Is(err, gpio.ErrNoGPIO) {
+			log.Warn("running without a button and LED", "reason", err)
+			return p, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+		pins = &Pins{}
+		if cfg.Button != "" {
+			if pins.Button, err = host.Input(cfg.Button); err != nil {
+				return nil, fmt.Errorf("gpio.button: %w", err)
+			}
+		}
+		if cfg.LED != "" {
+			if pins.LED, err = host.Output(cfg.LED); err != nil {
+				return nil, fmt.Errorf("gpio.led: %w", err)
+			}
+		}
+	}
+	var err error
+	if pins.Button != nil {
+		p.button, err = gpio.NewButton(ctx, pins.Button, gpio.ButtonOptions{
+			ActiveLow: cfg.ActiveLow, Debounce: cfg.Debounce.D(), LongPress: cfg.LongPress.D(),
+			Clock: pins.Clock, Logger: log,
+		})
+		if err != nil {
+			return nil, fmt.Errorf("gpio.button: %w", err)
+		}
+	}
+	if pins.LED != nil {
+		p.led, err = gpio.NewLED(pins.LED, gpio.LEDOptions{ActiveLow: cfg.ActiveLow, Clock: pins.Clock, Logger: log})
+		if err != nil {
+			p.close()
+			return nil, fmt.Errorf("gpio.led: %w", err)
+		}
+	}
+	return p, nil
+}
+
+func (p *panel) close() {
+	if p.button != nil {
+		p.button.Close()
+	}
+	if p.led != nil {
+		p.led.Close()
+	}
+}
+
+// factoryResetIfHeld wipes the run-time settings and the admin token when
+// the button is held through start, so a crew can recover a box nobody can
+// log into. Replays and firmware stay.
+func (p *panel) factoryResetIfHeld(ctx context.Context, dataDir string, log *slog.Logger) error {
+	if p.button == nil {
+		return nil
+	}
+	held, err := p.button.HeldAtStart(ctx)
+	if err != nil || !held {
+		return err
+	}
+	log.Warn("button held at start: factory reset of run-time settings and the admin token")
+	if p.led != nil {
+		p.led.SetPattern(gpio.PatternFactoryReset)
+	}
+	for _, name := range []string{"admin-token", "settings.json"} {
+		if err := os.Remove(filepath.Join(dataDir, name)); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("factory reset: %w", err)
+		}
+	}
+	return nil
+}
+
+// run handles presses and keeps the LED on the broadcast's real state until
+// ctx ends.
+func (p *panel) run(ctx context.Context, hub *broadcast.Hub, press func(context.Context, gpio.PressKind) error, log *slog.Logger) {
+	var wg sync.WaitGroup
+	if p.button != nil {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			gpio.HandlePresses(ctx, p.button.Presses(), func(ctx context.Context, pr gpio.Press) {
+				if err := press(ctx, pr.Kind); err != nil {
+					log.Error("button", "press", pr.Kind, "err", err)
+				}
+			}, log)
+		}()
+	}
+	if p.led != nil {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				st, changed := hub.Status()
+				if err := p.led.SetPattern(ledPattern(st.State)); err != nil && !errors.Is(err, gpio.ErrClosed) {
+					log.Error("LED", "err", err)
+				}
+				select {
+				case <-ctx.Done():
+					return
+				case <-changed:
+				}
+			}
+		}()
+	}
+	wg.Wait()
+}
+
+// ledPattern is what the LED shows for a state: it follows the real state,
+// so a failed go-live ends in the error pattern, not "live".
+func ledPattern(s broadcast.State) gpio.Pattern {
+	switch s {
+	case broadcast.GoingLive:
+		return gpio.PatternGoingLive
+	case broadcast.Live:
+		return gpio.PatternLive
+	case broadcast.Stopping:
+		return gpio.PatternStopping
+	case broadcast.Error:
+		return gpio.PatternError
+	default:
+		return gpio.PatternOff
+	}
+}
