@@ -40,6 +40,9 @@ type Config struct {
 	// MaxTrialBoots is how many times a trial boot is armed before an
 	// update that never reports health is given up. Default 3.
 	MaxTrialBoots int
+	// ResumeEvery is how many image bytes are written between durable
+	// resume points. Default 8 MiB.
+	ResumeEvery int64
 	// Download tunes HTTP downloads; zero values are sensible defaults.
 	Download DownloadOptions
 	// Clock defaults to real time.
@@ -85,6 +88,9 @@ func New(cfg Config) (*Agent, error) {
 	if cfg.MaxTrialBoots <= 0 {
 		cfg.MaxTrialBoots = 3
 	}
+	if cfg.ResumeEvery <= 0 {
+		cfg.ResumeEvery = 8 << 20
+	}
 	if cfg.Clock == nil {
 		cfg.Clock = realClock{}
 	}
@@ -101,8 +107,17 @@ func (a *Agent) checkpoint(name string) error {
 	if a.step == nil {
 		return nil
 	}
-	return a.step(name)
+	if err := a.step(name); err != nil {
+		return stopped{err}
+	}
+	return nil
 }
+
+// stopped is an error from the step hook. It stands for a power cut, so the
+// agent writes nothing more (no failure record) on its way out.
+type stopped struct{ error }
+
+func (s stopped) Unwrap() error { return s.error }
 
 func (a *Agent) save(step string, st State) error {
 	if err := a.checkpoint(step); err != nil {
@@ -212,6 +227,10 @@ func (a *Agent) install(ctx context.Context, req Request) (Installed, error) {
 		return Installed{}, err
 	}
 
+	image, from := a.resume(st.Resume, b, src, target.Name())
+	if from == 0 {
+		st.Resume = nil
+	}
 	st.Phase, st.Target, st.TargetVersion = PhaseInstalling, target.Name(), m.Version
 	st.Previous, st.PreviousVersion, st.TrialAttempts, st.TrialStarts, st.Reason = info.Slot, a.cfg.Version, 0, 0, ""
 	if err := a.save("save-installing", st); err != nil {
@@ -226,7 +245,7 @@ func (a *Agent) install(ctx context.Context, req Request) (Installed, error) {
 		return Installed{}, fmt.Errorf("disarm before writing: %w", err)
 	}
 	a.log.Info("installing update", "version", m.Version, "slot", target.Name(), "bytes", m.ImageSize, "key", b.KeyID)
-	if err := a.write(ctx, b, img, req.Progress); err != nil {
+	if err := a.write(ctx, &st, m, image, from, img, req.Progress); err != nil {
 		return Installed{}, a.abandon(st, err)
 	}
 	if err := a.checkpoint("sync"); err != nil {
@@ -244,7 +263,7 @@ func (a *Agent) install(ctx context.Context, req Request) (Installed, error) {
 	// The state says "armed" before the bootloader is: a power cut between
 	// the two finds an armed state and an unarmed bootloader, and simply
 	// arms again, whereas the other order could boot a trial nobody tracks.
-	st.Phase, st.TrialAttempts = PhaseArmed, 1
+	st.Phase, st.TrialAttempts, st.Resume = PhaseArmed, 1, nil
 	if err := a.save("save-armed", st); err != nil {
 		return Installed{}, err
 	}
@@ -255,6 +274,28 @@ func (a *Agent) install(ctx context.Context, req Request) (Installed, error) {
 		return Installed{}, a.abandon(st, fmt.Errorf("arm trial boot: %w", err))
 	}
 	return Installed{Version: m.Version, Slot: target.Name(), KeyID: b.KeyID.String()}, nil
+}
+
+// resume continues an earlier install of the same image into the same slot
+// from its last durable point, when there is one and the source can jump
+// there; otherwise the image is read from its start.
+func (a *Agent) resume(r *ResumePoint, b *bundle.Bundle, src source, slot string) (*bundle.ImageReader, int64) {
+	m := b.Manifest
+	if r == nil || r.ImageSHA256 != m.ImageSHA256 || r.Slot != slot || r.Offset <= 0 || r.Offset >= m.ImageSize {
+		return b.Image(), 0
+	}
+	image, err := b.ResumeImage(r.Offset, r.HashState)
+	if err == nil {
+		err = src.SkipTo(b.HeaderSize + r.Offset)
+	}
+	if err != nil {
+		// The source has not moved (a failed seek, or a download whose
+		// next request has not been made), so starting over is safe.
+		a.log.Info("cannot resume, installing from the start", "err", err)
+		return b.Image(), 0
+	}
+	a.log.Info("resuming install", "version", m.Version, "slot", slot, "offset", r.Offset)
+	return image, r.Offset
 }
 
 // admit applies the box's policy to an authenticated manifest.
@@ -301,7 +342,15 @@ func fits(img *slotImage, m bundle.Manifest) error {
 // abandon records a failed install and returns err. The bootloader was
 // disarmed before writing, so only the state needs to go back to idle.
 func (a *Agent) abandon(st State, err error) error {
+	if errors.As(err, new(stopped)) {
+		return err
+	}
 	st.Phase = PhaseIdle
+	// What was written stays good for a retry only when the source failed;
+	// a bundle that proved bad must start over.
+	if !errors.Is(err, ErrDownload) && !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded) {
+		st.Resume = nil
+	}
 	st.Last = &Outcome{Version: st.TargetVersion, Result: ResultFailed, Reason: err.Error()}
 	if serr := a.save("save-failed", st); serr != nil {
 		return errors.Join(err, serr)
@@ -311,14 +360,15 @@ func (a *Agent) abandon(st State, err error) error {
 
 const chunkSize = 256 << 10
 
-// write streams the image into the slot. The bundle's image reader checks
-// length and hash as the bytes pass, so nothing is buffered beyond one chunk
-// and no free space the size of the image is needed.
-func (a *Agent) write(ctx context.Context, b *bundle.Bundle, img *slotImage, progress func(Progress)) error {
-	r := b.Image()
+// write streams the image into the slot from image offset from. The
+// bundle's image reader checks length and hash as the bytes pass, so nothing
+// is buffered beyond one chunk and no free space the size of the image is
+// needed. Every ResumeEvery bytes the slot is synced and the position saved.
+func (a *Agent) write(ctx context.Context, st *State, m bundle.Manifest, r *bundle.ImageReader, from int64, img *slotImage, progress func(Progress)) error {
 	buf := make([]byte, chunkSize)
-	report := percentReporter("install", b.Manifest.ImageSize, progress)
-	var off int64
+	report := percentReporter("install", m.ImageSize, progress)
+	off, lastResume := from, from
+	report(off)
 	for {
 		if err := ctx.Err(); err != nil {
 			return err
@@ -340,7 +390,26 @@ func (a *Agent) write(ctx context.Context, b *bundle.Bundle, img *slotImage, pro
 		default:
 			return err
 		}
+		if off-lastResume >= a.cfg.ResumeEvery {
+			if err := a.saveResume(st, m, r, img, off); err != nil {
+				return err
+			}
+			lastResume = off
+		}
 	}
+}
+
+// saveResume makes the bytes so far durable, then records that they are.
+func (a *Agent) saveResume(st *State, m bundle.Manifest, r *bundle.ImageReader, img *slotImage, off int64) error {
+	if err := img.Sync(); err != nil {
+		return err
+	}
+	hashState, err := r.HashState()
+	if err != nil {
+		return err
+	}
+	st.Resume = &ResumePoint{ImageSHA256: m.ImageSHA256, Slot: st.Target, Offset: off, HashState: hashState}
+	return a.save("save-resume", *st)
 }
 
 // readBack hashes what the slot now holds, so what is armed is what was
@@ -382,15 +451,32 @@ func percentReporter(stage string, total int64, progress func(Progress)) func(do
 	}
 }
 
-func (a *Agent) openSource(ctx context.Context, source string) (io.ReadCloser, error) {
-	if strings.HasPrefix(source, "http://") || strings.HasPrefix(source, "https://") {
-		return openDownload(ctx, source, a.cfg.Download, a.cfg.Clock, a.log)
+// source is a bundle being read that can jump ahead, to resume an install.
+type source interface {
+	io.ReadCloser
+	// SkipTo continues reading at byte off of the bundle.
+	SkipTo(off int64) error
+}
+
+func (a *Agent) openSource(ctx context.Context, src string) (source, error) {
+	if strings.HasPrefix(src, "http://") || strings.HasPrefix(src, "https://") {
+		return openDownload(ctx, src, a.cfg.Download, a.cfg.Clock, a.log)
 	}
-	f, err := os.Open(source)
+	f, err := os.Open(src)
 	if err != nil {
 		return nil, fmt.Errorf("open bundle: %w", err)
 	}
-	return f, nil
+	return fileSource{f}, nil
+}
+
+type fileSource struct{ *os.File }
+
+// SkipTo seeks. A pipe cannot, and then the install starts from zero.
+func (f fileSource) SkipTo(off int64) error {
+	if _, err := f.Seek(off, io.SeekStart); err != nil {
+		return fmt.Errorf("bundle source %s: %w", f.Name(), err)
+	}
+	return nil
 }
 
 // httpClientFor exists so DownloadOptions can carry a client for tests and

@@ -282,6 +282,17 @@ func parseContentRange(v string) (start, total int64, err error) {
 	return start, total, nil
 }
 
+// SkipTo continues the download at byte off: the next read asks the server
+// for the rest from there (Range, If-Range as for a broken connection).
+func (d *download) SkipTo(off int64) error {
+	if off < d.offset {
+		return fmt.Errorf("skip back to %d from %d", off, d.offset)
+	}
+	d.dropBody()
+	d.offset = off
+	return nil
+}
+
 func (d *download) Close() error {
 	d.dropBody()
 	d.closeClient()

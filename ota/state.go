@@ -73,6 +73,22 @@ type State struct {
 	Reason string `json:"reason,omitempty"`
 	// Last is the outcome of the most recent finished update.
 	Last *Outcome `json:"last,omitempty"`
+	// Resume marks how much of an unfinished install is safely in its slot,
+	// so the same bundle continues from there after a power cut or a
+	// download that gave up, instead of from zero.
+	Resume *ResumePoint `json:"resume,omitempty"`
+}
+
+// ResumePoint is a durable position in an install.
+type ResumePoint struct {
+	// ImageSHA256 identifies the bundle's image.
+	ImageSHA256 string `json:"image_sha256"`
+	// Slot is where it was being written.
+	Slot string `json:"slot"`
+	// Offset is how many image bytes are written and synced.
+	Offset int64 `json:"offset"`
+	// HashState is the sha256 state after those bytes.
+	HashState []byte `json:"hash_state"`
 }
 
 const stateFile = "ota-state.json"

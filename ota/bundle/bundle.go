@@ -12,6 +12,7 @@ import (
 	"bytes"
 	"crypto/ed25519"
 	"crypto/sha256"
+	"encoding"
 	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
@@ -286,11 +287,30 @@ func Open(r io.Reader, keys *Keyring) (*Bundle, error) {
 // (ErrTruncated), continues past the image (ErrOversized) or the bytes do not
 // hash to the manifest's sha256 (ErrHashMismatch). A consumer that reads to
 // io.EOF has therefore checked the image.
-func (b *Bundle) Image() io.Reader {
-	return &imageReader{r: b.r, remaining: b.Manifest.ImageSize, want: b.Manifest.ImageSHA256, h: sha256.New()}
+func (b *Bundle) Image() *ImageReader {
+	return &ImageReader{r: b.r, remaining: b.Manifest.ImageSize, want: b.Manifest.ImageSHA256, h: sha256.New()}
 }
 
-type imageReader struct {
+// ResumeImage is Image for a reader positioned offset bytes into the image,
+// with hashState (from HashState at that offset) standing for the bytes
+// already read, so an interrupted install can continue where it stopped.
+func (b *Bundle) ResumeImage(offset int64, hashState []byte) (*ImageReader, error) {
+	if offset < 0 || offset > b.Manifest.ImageSize {
+		return nil, fmt.Errorf("resume image at %d: outside 0 to %d", offset, b.Manifest.ImageSize)
+	}
+	h := sha256.New()
+	u, ok := h.(encoding.BinaryUnmarshaler)
+	if !ok {
+		return nil, errors.New("resume image: sha256 state cannot be restored")
+	}
+	if err := u.UnmarshalBinary(hashState); err != nil {
+		return nil, fmt.Errorf("resume image: %w", err)
+	}
+	return &ImageReader{r: b.r, remaining: b.Manifest.ImageSize - offset, want: b.Manifest.ImageSHA256, h: h}, nil
+}
+
+// ImageReader reads and checks a bundle's image; see Bundle.Image.
+type ImageReader struct {
 	r         io.Reader
 	remaining int64
 	want      string
@@ -298,7 +318,16 @@ type imageReader struct {
 	done      error
 }
 
-func (ir *imageReader) Read(p []byte) (int, error) {
+// HashState captures the hash of the bytes read so far, for ResumeImage.
+func (ir *ImageReader) HashState() ([]byte, error) {
+	m, ok := ir.h.(encoding.BinaryMarshaler)
+	if !ok {
+		return nil, errors.New("sha256 state cannot be saved")
+	}
+	return m.MarshalBinary()
+}
+
+func (ir *ImageReader) Read(p []byte) (int, error) {
 	if ir.done != nil {
 		return 0, ir.done
 	}
@@ -325,7 +354,7 @@ func (ir *imageReader) Read(p []byte) (int, error) {
 	return n, nil
 }
 
-func (ir *imageReader) finish() error {
+func (ir *ImageReader) finish() error {
 	var one [1]byte
 	for {
 		n, err := ir.r.Read(one[:])
