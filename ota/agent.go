@@ -162,15 +162,18 @@ type Progress struct {
 
 // Installed describes an armed update.
 type Installed struct {
+	// Version is the bundle's version.
 	Version string
-	Slot    string
-	KeyID   string
+	// Slot is the slot it was written to.
+	Slot string
+	// KeyID names the trusted key whose signature was accepted.
+	KeyID string
 }
 
 // Install writes the bundle at req.Source into the slot that is not
-// running, verifies it and arms one trial boot of it. The caller then
-// calls Reboot. On any error the running slot is
-// untouched and nothing new is armed.
+// running, verifies it and arms one trial boot of it; the caller then calls
+// Reboot. On any error the running slot is untouched and nothing new is
+// armed.
 func (a *Agent) Install(ctx context.Context, req Request) (Installed, error) {
 	if !a.busy.TryLock() {
 		return Installed{}, ErrBusy
