@@ -162,6 +162,7 @@ func TestEndToEnd(t *testing.T) {
 		t.Fatalf("media left the box while idle: %+v", st)
 	}
 
+	encodedBefore := r.d.pipeline.Stats().FramesEncoded
 	liveAt := time.Now()
 	r.goLive(t)
 	if err := client.WaitVideoFrames(ctx, 1); err != nil {
@@ -178,6 +179,7 @@ func TestEndToEnd(t *testing.T) {
 		t.Fatalf("stop: %d %s", code, body)
 	}
 	liveFor := time.Since(liveAt)
+	encodedWhileLive := r.d.pipeline.Stats().FramesEncoded - encodedBefore
 	time.Sleep(300 * time.Millisecond) // let the last packets land
 	st := client.Stats()
 	if !st.FirstFrameIsKeyframe {
@@ -193,10 +195,15 @@ func TestEndToEnd(t *testing.T) {
 	if frames != st.VideoFrames {
 		t.Fatalf("ffmpeg decoded %d frames of the %d received", frames, st.VideoFrames)
 	}
-	expected := liveFor.Seconds() * 30
+	// Every frame encoded while live reaches the viewer (+-10 % for the
+	// frames around the go-live and stop calls). Comparing with what the
+	// encoder produced rather than with 30 fps x wall time keeps the check
+	// true on a loaded machine, where the pattern skips frames it is late for.
+	expected := float64(encodedWhileLive)
 	if float64(frames) < expected*0.9 || float64(frames) > expected*1.1 {
-		t.Fatalf("%d frames in %v live, want %.0f +-10%%", frames, liveFor, expected)
+		t.Fatalf("%d frames received, %d encoded while live (%v)", frames, encodedWhileLive, liveFor)
 	}
+	t.Logf("%d frames received in %v live (%d encoded)", frames, liveFor, encodedWhileLive)
 	// After stop nothing more arrives.
 	before := client.Stats().VideoFrames
 	time.Sleep(300 * time.Millisecond)

@@ -4,6 +4,8 @@ package daemon
 
 import (
 	"context"
+	"io"
+	"log/slog"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -99,7 +101,7 @@ func TestFactoryResetWhenHeldAtStart(t *testing.T) {
 	cfg.Video.Source, cfg.Audio.Source = "test", "test"
 	cfg.Video.Width, cfg.Video.Height = 320, 240
 	cfg.WebRTC.UDPPort = 0
-	d, err := New(cfg, Options{Pins: &Pins{Button: button}})
+	d, err := New(cfg, Options{Pins: &Pins{Button: button}, Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
 		t.Fatal(err)
 	}
