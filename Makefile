@@ -75,7 +75,7 @@ image:
 # its data (admin token, settings) in ./data.
 run: build
 	@mkdir -p $(DATA_DIR)
-	bin/onaird --config config/onair.yaml --data-dir $(DATA_DIR) --listen $(LISTEN)
+	bin/onaird --config config/onair.yaml --data-dir $(DATA_DIR) --listen $(LISTEN) --keys
 
 test:
 	@rm -f $(TIMINGS)

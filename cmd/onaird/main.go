@@ -3,6 +3,7 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"flag"
@@ -11,9 +12,11 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 
 	"github.com/onair/onair/config"
+	"github.com/onair/onair/gpio"
 	"github.com/onair/onair/internal/daemon"
 )
 
@@ -25,6 +28,7 @@ func main() {
 	adminToken := flag.String("admin-token", "", "admin bearer token, overrides http.admin_token")
 	dataDir := flag.String("data-dir", "", "data directory, overrides data_dir")
 	verbose := flag.Bool("v", false, "debug logging")
+	keys := flag.Bool("keys", false, "simulated button on the terminal: Enter = short press, l + Enter = long press")
 	flag.Parse()
 
 	level := slog.LevelInfo
@@ -32,13 +36,13 @@ func main() {
 		level = slog.LevelDebug
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
-	if err := run(*configPath, *listen, *adminToken, *dataDir, log); err != nil {
+	if err := run(*configPath, *listen, *adminToken, *dataDir, *keys, log); err != nil {
 		log.Error("onaird stopped", "err", err)
 		os.Exit(1)
 	}
 }
 
-func run(configPath, listen, adminToken, dataDir string, log *slog.Logger) error {
+func run(configPath, listen, adminToken, dataDir string, keys bool, log *slog.Logger) error {
 	cfg, err := config.Load(configPath)
 	if errors.Is(err, os.ErrNotExist) && configPath == defaultConfig {
 		log.Info("no config file, running on defaults", "path", configPath)
@@ -72,7 +76,25 @@ func run(configPath, listen, adminToken, dataDir string, log *slog.Logger) error
 	}
 	log.Info("onaird is running", "version", daemon.Version, "viewer", base+"/", "console", base+"/console")
 	fmt.Fprintf(os.Stderr, "\n  Viewer:      %s/\n  Console:     %s/console\n  Admin token: %s\n\n", base, base, d.AdminToken())
+	if keys {
+		fmt.Fprintf(os.Stderr, "  Button:      press Enter to go live or stop, l + Enter for a long press\n\n")
+		go pressKeys(ctx, d, log)
+	}
 	return d.Run(ctx)
+}
+
+// pressKeys is the simulated button on the terminal; it ends with stdin.
+func pressKeys(ctx context.Context, d *daemon.Daemon, log *slog.Logger) {
+	lines := bufio.NewScanner(os.Stdin)
+	for lines.Scan() && ctx.Err() == nil {
+		kind := gpio.Short
+		if strings.TrimSpace(lines.Text()) == "l" {
+			kind = gpio.Long
+		}
+		if err := d.Press(ctx, kind); err != nil {
+			log.Error("button", "err", err)
+		}
+	}
 }
 
 // displayHost turns ":8080" or "[::]:8080" into "localhost:8080" for links.

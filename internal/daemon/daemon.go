@@ -214,6 +214,10 @@ func (d *Daemon) Run(ctx context.Context) error {
 	return errors.Join(err, pipeErr)
 }
 
+// Press is the button, for callers outside the daemon (the terminal of
+// `make run`); see press.
+func (d *Daemon) Press(ctx context.Context, kind gpio.PressKind) error { return d.press(ctx, kind) }
+
 // press is the button: the GPIO pin, POST /api/button and (later) MQTT all
 // come here. A short press toggles live; a press while going live or
 // stopping is ignored, not queued.
