@@ -6,6 +6,8 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
+	"net"
 	"io"
 	"log/slog"
 	"net/http"
@@ -533,4 +535,66 @@ func TestStatusMetricsHealth(t *testing.T) {
 	if code, body = r.admin(t, http.MethodPost, "/api/button", `{"press":"short"}`); code != 200 || !strings.Contains(body, `"state":"idle"`) {
 		t.Fatalf("button press while live: %d %s", code, body)
 	}
+}
+
+func TestMaxViewersAndOneUDPPort(t *testing.T) {
+	l, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := l.LocalAddr().(*net.UDPAddr).Port
+	l.Close()
+	r := start(t, func(c *config.Config) {
+		c.Video.Width, c.Video.Height = 320, 240
+		c.WebRTC.MaxViewers = 2
+		c.WebRTC.UDPPort = port
+		c.WebRTC.AdditionalHosts = []string{"203.0.113.7"}
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var clients []*whepclient.Client
+	for i := 0; i < 2; i++ {
+		c, err := whepclient.Dial(ctx, r.base+"/api/whep", whepclient.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		clients = append(clients, c)
+	}
+	_, err = whepclient.Dial(ctx, r.base+"/api/whep", whepclient.Options{})
+	var se *whepclient.StatusError
+	if !errors.As(err, &se) || se.Code != http.StatusServiceUnavailable || !strings.Contains(se.Body, "maximum number of viewers") {
+		t.Fatalf("third viewer with max_viewers 2: %v, want 503 with a clear error", err)
+	}
+	// Every host candidate in the answers is on the one configured port, and
+	// the additional host is announced.
+	answer := clients[0].RemoteSDP()
+	var candidates int
+	for _, line := range strings.Split(answer, "\n") {
+		if !strings.HasPrefix(line, "a=candidate:") || !strings.Contains(line, "typ host") {
+			continue
+		}
+		candidates++
+		f := strings.Fields(line)
+		if f[5] != strconv.Itoa(port) {
+			t.Fatalf("candidate on port %s, webrtc.udp_port is %d: %s", f[5], port, line)
+		}
+	}
+	if candidates == 0 || !strings.Contains(answer, "203.0.113.7 "+strconv.Itoa(port)) {
+		t.Fatalf("answer lacks host candidates on port %d or the additional host:\n%s", port, answer)
+	}
+	// Media flows over the shared port.
+	r.goLive(t)
+	for _, c := range clients {
+		if err := c.WaitVideoFrames(ctx, 5); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// One leaves: a new viewer fits again.
+	clients[1].Close()
+	c, err := whepclient.Dial(ctx, r.base+"/api/whep", whepclient.Options{})
+	if err != nil {
+		t.Fatalf("after one left: %v", err)
+	}
+	c.Close()
 }

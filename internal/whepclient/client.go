@@ -289,6 +289,14 @@ func (c *Client) WaitVideoFrames(ctx context.Context, n int) error {
 	}
 }
 
+// RemoteSDP is the server's answer.
+func (c *Client) RemoteSDP() string {
+	if d := c.pc.RemoteDescription(); d != nil {
+		return d.SDP
+	}
+	return ""
+}
+
 // Location is the session URL from the answer.
 func (c *Client) Location() string { return c.location }
 
