@@ -20,10 +20,12 @@ if [[ ! -x "$CHROMIUM" ]]; then
 	say "installing Debian's chromium"
 	"$root/scripts/apt-ensure.sh" chromium
 fi
-command -v node >/dev/null && command -v npm >/dev/null || {
-	say "node and npm are needed (Debian: apt-get install nodejs npm; node 20 or newer)"
+# playwright-core needs node 20 or newer (Debian 12's own nodejs is 18).
+node_major="$(node -p 'process.versions.node.split(".")[0]' 2>/dev/null || echo 0)"
+if ! command -v npm >/dev/null || [[ "$node_major" -lt 20 ]]; then
+	say "node 20 or newer and npm are needed (found node major version $node_major)"
 	exit 1
-}
+fi
 
 # npm ci when node_modules is missing or older than the lock file.
 stamp="$here/node_modules/.package-lock.json"
@@ -102,7 +104,7 @@ status=0
 	cd "$here"
 	ONAIR_URL="http://127.0.0.1:$port" ONAIR_TOKEN="$token" \
 		ONAIR_ARTIFACTS="$root/test-artifacts" CHROMIUM="$CHROMIUM" \
-		node --test --test-reporter=spec viewer.test.mjs
+		timeout --kill-after=10 300 node --test --test-reporter=spec viewer.test.mjs
 ) || status=$?
 
 if [[ $status -ne 0 ]]; then

@@ -26,6 +26,7 @@ const height = 720;
 const waitingText = "Waiting for the broadcast to start";
 const endedText = "The broadcast has ended";
 const hostileTitle = "<img src=x onerror=alert(1)>";
+const loads = 5; // fresh page loads timed to first frame (odd: the median is one of them)
 
 // Seconds, not minutes: every wait below is for something that takes well
 // under a second on a healthy box, so a long wait is a failure to report.
@@ -49,6 +50,13 @@ async function api(method, urlPath, body) {
   return text ? JSON.parse(text) : null;
 }
 
+async function screenshot(page, name) {
+  await mkdir(artifacts, { recursive: true });
+  const file = path.join(artifacts, name);
+  await page.screenshot({ path: file });
+  console.log(`# screenshot: ${file}`);
+}
+
 // What the test reads from the page in one round trip.
 function snapshot() {
   const video = document.getElementById("video");
@@ -59,6 +67,7 @@ function snapshot() {
     overlayVisible: !overlay.hidden && getComputedStyle(overlay).display !== "none",
     overlayText: document.getElementById("overlay-text").textContent,
     badgeVisible: !document.getElementById("badge").hidden,
+    unmuteVisible: !document.getElementById("unmute").hidden,
     videoWidth: video.videoWidth,
     videoHeight: video.videoHeight,
     frames: q ? q.totalVideoFrames : -1,
@@ -169,6 +178,13 @@ describe("viewer page in headless Chromium", () => {
         await fn(t);
       } catch (err) {
         broken = true;
+        if (page && !page.isClosed()) {
+          const file = path.join(artifacts, "viewer-failure.png");
+          await mkdir(artifacts, { recursive: true });
+          if (await page.screenshot({ path: file }).then(() => true, () => false)) {
+            console.log(`# failed step's page: ${file}`);
+          }
+        }
         throw err;
       }
     });
@@ -228,6 +244,8 @@ describe("viewer page in headless Chromium", () => {
     assert.ok(s.overlayVisible, "overlay hidden while idle");
     assert.match(s.overlayText, new RegExp(waitingText));
     assert.equal(s.badgeVisible, false, "LIVE badge shown while idle");
+    assert.equal(s.unmuteVisible, false, "Tap for sound shown while there is nothing to hear");
+    await screenshot(page, "viewer-waiting.png");
     // Survives only as long as the page is not reloaded (checked at the end).
     await page.evaluate(() => { window.onairSamePage = true; });
   });
@@ -266,10 +284,7 @@ describe("viewer page in headless Chromium", () => {
   });
 
   step("phone-sized screenshot of the live page", async () => {
-    await mkdir(artifacts, { recursive: true });
-    const file = path.join(artifacts, "viewer-live.png");
-    await page.screenshot({ path: file });
-    console.log(`# screenshot: ${file}`);
+    await screenshot(page, "viewer-live.png");
   });
 
   step("audio arrives above silence; Tap for sound unmutes it", async () => {
@@ -299,9 +314,40 @@ describe("viewer page in headless Chromium", () => {
     assert.ok(a.energy > 0 || a.level > 0, "inbound-rtp stats report silence after unmuting");
   });
 
+  step("stop: the page shows the ended screen", async () => {
+    await api("DELETE", "/api/live");
+    await page.waitForFunction(() => window.onairState && window.onairState.state === "idle");
+    const s = await page.evaluate(snapshot);
+    assert.ok(s.overlayVisible, "overlay hidden after the stop");
+    assert.match(s.overlayText, new RegExp(endedText));
+    assert.equal(s.badgeVisible, false, "LIVE badge shown after the stop");
+    assert.equal(s.unmuteVisible, false, "Tap for sound shown after the stop");
+    await screenshot(page, "viewer-ended.png");
+  });
+
+  step("second go-live plays again without a reload", async () => {
+    const before = await page.evaluate(snapshot);
+    await api("POST", "/api/live");
+    await page.waitForFunction(() => window.onairState && window.onairState.state === "live");
+    await page.waitForFunction(
+      (n) => document.getElementById("video").getVideoPlaybackQuality().totalVideoFrames > n + 5,
+      before.frames,
+    );
+    const { first, second, decoded } = await framesIn(page, 1000);
+    console.log(`# live again: ${second.videoWidth}x${second.videoHeight}, ${decoded} frames decoded in 1 s`);
+    assert.ok(decoded >= 10, `frames do not advance: ${first.frames} -> ${second.frames} in 1 s`);
+    assert.equal(second.videoWidth, width);
+    assert.equal(second.videoHeight, height);
+    assert.equal(second.overlayVisible, false, "overlay still covers the live video");
+    assert.ok(await page.evaluate(() => window.onairSamePage === true), "the page was reloaded");
+  });
+
   step("page load -> first decoded frame while live (printed)", async () => {
+    // The scenario's page is done: closed, so it does not decode video on the
+    // same CPU while fresh pages are timed one after the other.
+    await page.close();
     const runs = [];
-    for (let i = 0; i < 3; i++) {
+    for (let i = 0; i < loads; i++) {
       const fresh = await context.newPage();
       watch(fresh);
       try {
@@ -338,34 +384,8 @@ describe("viewer page in headless Chromium", () => {
         steps.filter(([, v]) => v !== undefined).map(([k, v]) => `${k} ${ms(v)}`).join(", ") + ")");
     }
     const sorted = runs.map((r) => r.firstFrame).sort((a, b) => a - b);
-    console.log(`# page load -> first decoded frame, median of ${runs.length}: ${ms(sorted[1])}` +
-      ` (goal: under 600 ms)`);
-  });
-
-  step("stop: the page shows the ended screen", async () => {
-    await api("DELETE", "/api/live");
-    await page.waitForFunction(() => window.onairState && window.onairState.state === "idle");
-    const s = await page.evaluate(snapshot);
-    assert.ok(s.overlayVisible, "overlay hidden after the stop");
-    assert.match(s.overlayText, new RegExp(endedText));
-    assert.equal(s.badgeVisible, false, "LIVE badge shown after the stop");
-  });
-
-  step("second go-live plays again without a reload", async () => {
-    const before = await page.evaluate(snapshot);
-    await api("POST", "/api/live");
-    await page.waitForFunction(() => window.onairState && window.onairState.state === "live");
-    await page.waitForFunction(
-      (n) => document.getElementById("video").getVideoPlaybackQuality().totalVideoFrames > n + 5,
-      before.frames,
-    );
-    const { first, second, decoded } = await framesIn(page, 1000);
-    console.log(`# live again: ${second.videoWidth}x${second.videoHeight}, ${decoded} frames decoded in 1 s`);
-    assert.ok(decoded >= 10, `frames do not advance: ${first.frames} -> ${second.frames} in 1 s`);
-    assert.equal(second.videoWidth, width);
-    assert.equal(second.videoHeight, height);
-    assert.equal(second.overlayVisible, false, "overlay still covers the live video");
-    assert.ok(await page.evaluate(() => window.onairSamePage === true), "the page was reloaded");
+    console.log(`# page load -> first decoded frame, median of ${runs.length}: ` +
+      `${ms(sorted[(sorted.length - 1) / 2])}, best ${ms(sorted[0])} (goal: under 600 ms)`);
     await api("DELETE", "/api/live");
   });
 

@@ -52,6 +52,7 @@
       default:
         show("Connecting…");
     }
+    updateUnmute();
     window.onairState = { state, wasLive }; // for tests and curious people
   }
 
@@ -161,7 +162,8 @@
   });
 
   // --- sound: browsers play muted video by themselves, sound needs a tap ---
-  function updateUnmute() { unmute.hidden = !video.muted; }
+  // Offered only while live: on the waiting and ended screens there is nothing to hear.
+  function updateUnmute() { unmute.hidden = !(video.muted && state === "live"); }
   unmute.addEventListener("click", () => {
     video.muted = false;
     video.play().catch(() => {});
