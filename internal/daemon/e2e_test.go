@@ -598,3 +598,33 @@ func TestMaxViewersAndOneUDPPort(t *testing.T) {
 	}
 	c.Close()
 }
+
+// TestLossyViewerRecovers drops one video packet in five at the viewer: NACKs
+// bring them back over RTX and the stream still decodes without an error.
+func TestLossyViewerRecovers(t *testing.T) {
+	r := start(t, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	client, err := whepclient.Dial(ctx, r.base+"/api/whep", whepclient.Options{RecordH264: true, DropVideoEvery: 5})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	encodedBefore := r.d.pipeline.Stats().FramesEncoded
+	r.goLive(t)
+	if err := client.WaitVideoFrames(ctx, 90); err != nil {
+		t.Fatal(err)
+	}
+	r.admin(t, http.MethodDelete, "/api/live", "")
+	encoded := r.d.pipeline.Stats().FramesEncoded - encodedBefore
+	time.Sleep(300 * time.Millisecond)
+	st := client.Stats()
+	if client.Dropped() < 10 {
+		t.Fatalf("only %d packets dropped: the test did not make loss", client.Dropped())
+	}
+	t.Logf("dropped %d packets; received %d frames of %d encoded; %d keyframes", client.Dropped(), st.VideoFrames, encoded, st.Keyframes)
+	_, _, frames := ffprobeFrames(t, client.H264()) // fails on any decode error
+	if float64(frames) < float64(encoded)*0.9 {
+		t.Fatalf("decoded %d frames of %d encoded: lost packets were not recovered", frames, encoded)
+	}
+}

@@ -13,12 +13,14 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/pion/interceptor"
 	"github.com/pion/rtcp"
 	"github.com/pion/rtp/codecs"
 	"github.com/pion/webrtc/v4"
+	"github.com/pion/webrtc/v4/pkg/media/samplebuilder"
 
 	"github.com/onair/onair/media/h264"
 )
@@ -34,6 +36,11 @@ type Options struct {
 	PLIOnFirstPacket bool
 	// HTTP is the client for signalling; nil means a client with a 10 s timeout.
 	HTTP *http.Client
+	// DropVideoEvery drops every Nth video RTP packet on arrival (first
+	// transmission only, before the NACK generator sees it), to play a lossy
+	// Wi-Fi viewer. Frames are then put together in sequence order with a
+	// jitter buffer, so retransmissions fill the gaps.
+	DropVideoEvery int
 }
 
 // Stats is what the client has received.
@@ -69,6 +76,7 @@ type Client struct {
 	frameCh chan struct{}
 	wg      sync.WaitGroup
 	videoSS webrtc.SSRC
+	drops   *dropper
 }
 
 // Dial offers to receive from the WHEP endpoint at url and waits for the
@@ -79,6 +87,11 @@ func Dial(ctx context.Context, url string, opt Options) (*Client, error) {
 		return nil, err
 	}
 	ir := &interceptor.Registry{}
+	drops := &dropper{every: opt.DropVideoEvery}
+	if opt.DropVideoEvery > 0 {
+		// First in the registry: closest to the network on the read path.
+		ir.Add(drops)
+	}
 	if err := webrtc.RegisterDefaultInterceptors(m, ir); err != nil {
 		return nil, err
 	}
@@ -89,7 +102,7 @@ func Dial(ctx context.Context, url string, opt Options) (*Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := &Client{pc: pc, http: opt.HTTP, token: opt.Token, opt: opt, frameCh: make(chan struct{}, 1)}
+	c := &Client{pc: pc, http: opt.HTTP, token: opt.Token, opt: opt, frameCh: make(chan struct{}, 1), drops: drops}
 	if c.http == nil {
 		c.http = &http.Client{Timeout: 10 * time.Second}
 	}
@@ -180,6 +193,10 @@ func (c *Client) readVideo(track *webrtc.TrackRemote) {
 	// the last frame before a stop must count too.
 	var depacketizer codecs.H264Packet
 	var au []byte
+	var sb *samplebuilder.SampleBuilder
+	if c.opt.DropVideoEvery > 0 {
+		sb = samplebuilder.New(512, &codecs.H264Packet{}, 90000)
+	}
 	var lastSeq uint16
 	first := true
 	for {
@@ -190,7 +207,7 @@ func (c *Client) readVideo(track *webrtc.TrackRemote) {
 		c.mu.Lock()
 		if first {
 			c.stats.FirstRTP = time.Now()
-		} else if gap := pkt.SequenceNumber - lastSeq; gap > 1 && gap < 1000 {
+		} else if gap := pkt.SequenceNumber - lastSeq; gap > 1 && gap < 1000 && c.opt.DropVideoEvery == 0 {
 			c.stats.VideoPacketsLost += int(gap - 1)
 		}
 		c.mu.Unlock()
@@ -199,6 +216,13 @@ func (c *Client) readVideo(track *webrtc.TrackRemote) {
 		}
 		first = false
 		lastSeq = pkt.SequenceNumber
+		if sb != nil {
+			sb.Push(pkt)
+			for s := sb.Pop(); s != nil; s = sb.Pop() {
+				c.frame(s.Data, s.PacketTimestamp)
+			}
+			continue
+		}
 		nal, err := depacketizer.Unmarshal(pkt.Payload)
 		if err != nil {
 			au = au[:0]
@@ -321,3 +345,38 @@ func (c *Client) Close() error {
 	c.wg.Wait()
 	return errors.Join(errs...)
 }
+
+// Dropped is how many video packets DropVideoEvery threw away.
+func (c *Client) Dropped() int { return int(c.drops.dropped.Load()) }
+
+// dropper is an interceptor that loses every Nth packet of the H.264 stream
+// the first time it arrives; retransmissions come on the RTX stream and pass.
+type dropper struct {
+	interceptor.NoOp
+	every   int
+	dropped atomic.Int64
+}
+
+func (d *dropper) BindRemoteStream(info *interceptor.StreamInfo, reader interceptor.RTPReader) interceptor.RTPReader {
+	if !strings.EqualFold(info.MimeType, webrtc.MimeTypeH264) {
+		return reader
+	}
+	var n int
+	return interceptor.RTPReaderFunc(func(b []byte, a interceptor.Attributes) (int, interceptor.Attributes, error) {
+		for {
+			size, attr, err := reader.Read(b, a)
+			if err != nil {
+				return size, attr, err
+			}
+			n++
+			if n%d.every == 0 && n > 50 { // keep the first keyframe whole
+				d.dropped.Add(1)
+				continue
+			}
+			return size, attr, nil
+		}
+	})
+}
+
+// Build makes the interceptor for a connection (interceptor.Factory).
+func (d *dropper) NewInterceptor(string) (interceptor.Interceptor, error) { return d, nil }
