@@ -130,6 +130,9 @@ type bpb struct {
 	fatSectors        int64
 	totalSectors      int64
 	rootCluster       uint32
+	// deviceSize is what may be touched: the smaller of the device and
+	// the file system's claimed size.
+	deviceSize int64
 }
 
 func readBPB(r io.ReaderAt) (bpb, error) {
@@ -189,15 +192,26 @@ func (b bpb) clusterOffset(c uint32) int64 {
 // a damaged FAT ends.
 const maxRootClusters = 4096
 
-func (p FATPartition) locate(r io.ReaderAt) (fatFile, error) {
+func (p FATPartition) locate(f *os.File) (fatFile, error) {
 	want, err := p.name11()
 	if err != nil {
 		return fatFile{}, err
 	}
-	b, err := readBPB(r)
+	b, err := readBPB(f)
 	if err != nil {
 		return fatFile{}, err
 	}
+	// The file system may claim more sectors than the device has (a damaged
+	// or truncated image); nothing outside the device is ever touched.
+	deviceSize, err := f.Seek(0, io.SeekEnd)
+	if err != nil {
+		return fatFile{}, fmt.Errorf("%w: size of %s: %w", ErrFAT, p.Device, err)
+	}
+	if claimed := b.totalSectors * b.bytesPerSector; claimed < deviceSize {
+		deviceSize = claimed
+	}
+	b.deviceSize = deviceSize
+	r := io.ReaderAt(f)
 	if b.rootEntries > 0 {
 		// FAT12/16: a fixed root directory region after the FATs.
 		start := (b.reservedSectors + b.fats*b.fatSectors) * b.bytesPerSector
@@ -252,7 +266,7 @@ func scanDir(r io.ReaderAt, start, length int64, want [11]byte, b bpb) (f fatFil
 			return fatFile{}, true, fmt.Errorf("%w: %s has no data cluster", ErrFAT, string(want[:]))
 		}
 		offset := b.clusterOffset(cluster)
-		if offset+b.clusterBytes() > b.totalSectors*b.bytesPerSector {
+		if offset+min(b.clusterBytes(), size) > b.deviceSize || size > b.clusterBytes() {
 			return fatFile{}, true, fmt.Errorf("%w: %s points outside the file system", ErrFAT, string(want[:]))
 		}
 		return fatFile{offset: offset, size: size, room: b.clusterBytes()}, true, nil

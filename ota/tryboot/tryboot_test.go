@@ -209,3 +209,27 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+// FuzzFATPartition: a damaged selector partition must give an error, never
+// a panic or a read outside the device. (Write locates the file the same
+// way; it is left out here because every write is fsynced.)
+func FuzzFATPartition(f *testing.F) {
+	img := make([]byte, 4096)
+	img[11], img[12], img[13], img[14], img[16], img[17], img[19], img[22] = 0x00, 0x02, 1, 1, 1, 16, 8, 1
+	img[510], img[511] = 0x55, 0xAA
+	copy(img[1024:], "AUTOBOOTTXT")
+	img[1024+26], img[1024+28] = 3, 200
+	f.Add(img)
+	f.Add(make([]byte, 600))
+	dir := f.TempDir()
+	f.Fuzz(func(t *testing.T, data []byte) {
+		path := filepath.Join(dir, "sel.img")
+		if err := os.WriteFile(path, data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		content, err := tryboot.FATPartition{Device: path}.Read()
+		if err == nil && len(content) > len(data) {
+			t.Fatalf("read %d bytes from a %d-byte device", len(content), len(data))
+		}
+	})
+}
