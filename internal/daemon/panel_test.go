@@ -36,11 +36,12 @@ func waitState(t *testing.T, hub *broadcast.Hub, want broadcast.State) {
 	}
 }
 
-// press holds the (active-low) button as a person would, longer than the
-// debounce, and lets go.
+// press holds the (active-low) button as a person would, well past the
+// debounce (edges are stamped when the button's goroutine reads them, which
+// on a loaded machine can be late), and lets go.
 func press(pin *gpiofake.LivePin) {
 	pin.Drive(periphgpio.Low)
-	time.Sleep(80 * time.Millisecond)
+	time.Sleep(300 * time.Millisecond)
 	pin.Drive(periphgpio.High)
 }
 

@@ -51,11 +51,13 @@ const module = "github.com/onair/onair"
 var cgoAllowed = []string{
 	module + "/encoder/x264",
 	module + "/encoder/opus",
+	module + "/device/alsa",
+	module + "/bench/encodecpu",
 	module + "/internal/daemon",
 	module + "/cmd/onaird",
 }
 
-// mediaLibraries may only be reached through the encoder edges.
+// mediaLibraries may only be reached through the cgo edges above.
 var mediaLibraries = []string{"github.com/pion/mediadevices", "github.com/gen2brain/malgo"}
 
 func allowed(path string) bool {
