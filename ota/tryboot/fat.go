@@ -223,7 +223,8 @@ func (p FATPartition) locate(f *os.File) (fatFile, error) {
 	}
 	// FAT32: the root directory is a cluster chain.
 	c := b.rootCluster
-	for range maxRootClusters {
+	// A chain longer than the device has clusters loops; stop there.
+	for range min(maxRootClusters, b.deviceSize/b.clusterBytes()+1) {
 		if c < 2 || c >= 0x0FFFFFF7 {
 			break
 		}
