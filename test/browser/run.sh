@@ -16,9 +16,9 @@ CHROMIUM="${CHROMIUM:-/usr/bin/chromium}"
 say() { printf '==> %s\n' "$*" >&2; }
 
 # --- what the test needs: chromium (never a downloaded browser), node, npm ---
-if [[ ! -x "$CHROMIUM" ]]; then
-	say "installing Debian's chromium"
-	"$root/scripts/apt-ensure.sh" chromium
+if [[ ! -x "$CHROMIUM" ]] || ! command -v curl >/dev/null; then
+	say "installing Debian's chromium and curl"
+	"$root/scripts/apt-ensure.sh" chromium curl
 fi
 # playwright-core needs node 20 or newer (Debian 12's own nodejs is 18).
 node_major="$(node -p 'process.versions.node.split(".")[0]' 2>/dev/null || echo 0)"
@@ -80,7 +80,8 @@ for attempt in 1 2 3; do
 	"$work/onaird" --config "$work/onair.yaml" --data-dir "$work/data" \
 		--listen "127.0.0.1:$port" --admin-token "$token" >"$work/onaird.log" 2>&1 &
 	daemon_pid=$!
-	for _ in $(seq 100); do
+	# Healthy means serving HTTP with the media pipeline encoding pictures.
+	for _ in $(seq 200); do
 		if curl -fsS -o /dev/null "http://127.0.0.1:$port/healthz" 2>/dev/null; then
 			started=yes
 			break
@@ -89,11 +90,16 @@ for attempt in 1 2 3; do
 		sleep 0.1
 	done
 	[[ -n "$started" ]] && break
-	# Another process took the port between the check and the bind: try again.
-	kill "$daemon_pid" 2>/dev/null || true
+	if kill -0 "$daemon_pid" 2>/dev/null; then
+		say "onaird runs but is not healthy after 20 s: $(curl -sS "http://127.0.0.1:$port/healthz" 2>&1 || true)"
+		sed 's/^/    /' "$work/onaird.log" >&2
+		exit 1
+	fi
+	# It exited: most likely another process took the port between the
+	# check and the bind. A new port, at most three times.
 	wait "$daemon_pid" 2>/dev/null || true
 	daemon_pid=""
-	say "onaird did not come up on port $port (attempt $attempt):"
+	say "onaird exited on port $port (attempt $attempt):"
 	sed 's/^/    /' "$work/onaird.log" >&2
 done
 [[ -n "$started" ]] || { say "onaird does not start"; exit 1; }
