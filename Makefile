@@ -14,6 +14,7 @@ LISTEN ?= :8080
 # Debian packages: to build and run the daemon, and what the tests use on top.
 BUILD_DEBS := gcc pkg-config libx264-dev libopus-dev
 TEST_DEBS := $(BUILD_DEBS) ffmpeg qemu-user genimage mtools dosfstools e2fsprogs fdisk busybox shellcheck \
+	chromium curl \
 	linux-libc-dev gcc-aarch64-linux-gnu gcc-arm-linux-gnueabihf
 # The Pi's architectures: cross compilers and the target's libraries (multiarch).
 CROSS_DEBS := gcc-aarch64-linux-gnu gcc-arm-linux-gnueabihf libx264-dev:arm64 libx264-dev:armhf \
@@ -83,6 +84,7 @@ test:
 	@scripts/timed.sh "vet" $(MAKE) --no-print-directory vet
 	@scripts/timed.sh "go test (native)" $(MAKE) --no-print-directory test-go
 	@scripts/timed.sh "go test -race" $(MAKE) --no-print-directory test-race
+	@scripts/timed.sh "browser (chromium)" test/browser/run.sh
 	@scripts/timed.sh "go test arm64+arm (qemu)" $(MAKE) --no-print-directory test-qemu
 	@scripts/timed.sh "build arm64 + armv7" $(MAKE) --no-print-directory build-arm64 build-armv7
 	@scripts/timed.sh "buildroot package build" $(MAKE) --no-print-directory check-package-build

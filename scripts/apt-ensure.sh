@@ -4,8 +4,11 @@
 set -euo pipefail
 missing=()
 for p in "$@"; do
-  status=$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)
-  [[ "$status" == "install ok installed" ]] || missing+=("$p")
+  # One status line per installed architecture (libx264-dev for amd64,
+  # arm64 and armhf side by side): any installed one will do.
+  if ! dpkg-query -W -f='${Status}\n' "$p" 2>/dev/null | grep -qx 'install ok installed'; then
+    missing+=("$p")
+  fi
 done
 [[ ${#missing[@]} -eq 0 ]] && exit 0
 echo "installing Debian packages: ${missing[*]}"

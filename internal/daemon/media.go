@@ -5,10 +5,12 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"strings"
 
 	"github.com/onair/onair/config"
 	"github.com/onair/onair/device"
+	"github.com/onair/onair/device/alsa"
 	"github.com/onair/onair/device/testsrc"
 	"github.com/onair/onair/device/v4l2"
 	"github.com/onair/onair/encoder"
@@ -127,17 +129,38 @@ func openMedia(cfg config.Config, clock *device.Clock, log *slog.Logger) (m open
 		log.Info("audio: none (audio.source is none)")
 		m.audioStatus.Source = "none"
 		return m, nil
-	case "alsa":
-		return m, errors.New("audio.source alsa: this firmware has no ALSA capture yet; use auto, test or none")
-	case "auto":
-		log.Info("audio source: test tone", "reason", "this firmware has no ALSA capture yet")
+	case "alsa", "auto":
+		mic, micErr := openMicrophone(cfg, clock, log)
+		if micErr == nil {
+			m.audio.Source, m.audio.Name = mic, mic.String()
+			m.audioStatus.Source = mic.Device().Name
+			break
+		}
+		if cfg.Audio.Source == "alsa" {
+			return m, fmt.Errorf("audio.source alsa: %w", micErr)
+		}
+		log.Info("audio source: test tone", "reason", micErr.Error())
+		fallthrough
+	default:
+		m.audio.Source, m.audio.Name = testsrc.NewTone(clock), "test tone"
+		m.audioStatus.Source = "test"
 	}
-	m.audio.Source, m.audio.Name = testsrc.NewTone(clock), "test tone"
-	m.audioStatus.Source = "test"
 	if m.audio.Encoder, err = opus.New(testsrc.ToneSampleRate, 1, cfg.Audio.BitrateKbps); err != nil {
 		return m, fmt.Errorf("audio encoder: %w", err)
 	}
 	return m, nil
+}
+
+// openMicrophone opens the ALSA capture device. With no device named, a
+// machine without a capture PCM (/dev/snd/pcmC*D*c) has no microphone: the
+// library's "default" would be a silent plugin, not a microphone.
+func openMicrophone(cfg config.Config, clock *device.Clock, log *slog.Logger) (*alsa.Source, error) {
+	if cfg.Audio.Device == "" {
+		if pcms, _ := filepath.Glob("/dev/snd/pcmC*D*c"); len(pcms) == 0 {
+			return nil, errors.New("no ALSA capture device (/dev/snd/pcmC*D*c)")
+		}
+	}
+	return alsa.Open(alsa.Config{Device: cfg.Audio.Device, SampleRate: testsrc.ToneSampleRate, Channels: 1, Logger: log}, clock)
 }
 
 func openCamera(cfg config.Config, formats []media.PixelFormat, clock *device.Clock, log *slog.Logger) (*v4l2.Source, error) {
