@@ -62,7 +62,50 @@
     catch (err) { $("error").textContent = err.message; }
   });
 
+  // The preview plays what the camera sees, idle or live: WHEP with the
+  // admin token and ?preview=1. Nothing else leaves the box while idle.
+  let previewPC = null;
+  async function startPreview() {
+    if (previewPC) return;
+    const pc = new RTCPeerConnection();
+    previewPC = pc;
+    pc.addTransceiver("video", { direction: "recvonly" });
+    pc.addTransceiver("audio", { direction: "recvonly" });
+    pc.ontrack = (e) => {
+      const v = $("preview");
+      if (!v.srcObject) v.srcObject = new MediaStream();
+      v.srcObject.addTrack(e.track);
+      v.play().catch(() => {});
+    };
+    pc.onconnectionstatechange = () => {
+      if (pc.connectionState === "failed" || pc.connectionState === "closed") {
+        previewPC = null;
+        $("preview").srcObject = null;
+        setTimeout(() => { if (token) startPreview(); }, 3000);
+      }
+    };
+    try {
+      await pc.setLocalDescription(await pc.createOffer());
+      await new Promise((resolve) => {
+        if (pc.iceGatheringState === "complete") return resolve();
+        pc.addEventListener("icegatheringstatechange", () => { if (pc.iceGatheringState === "complete") resolve(); });
+        setTimeout(resolve, 2000);
+      });
+      const resp = await fetch("/api/whep?preview=1", {
+        method: "POST",
+        headers: { "Content-Type": "application/sdp", Authorization: "Bearer " + token },
+        body: pc.localDescription.sdp,
+      });
+      if (resp.status !== 201) throw new Error("preview: HTTP " + resp.status);
+      await pc.setRemoteDescription({ type: "answer", sdp: await resp.text() });
+    } catch (e) {
+      pc.close();
+      previewPC = null;
+    }
+  }
+
   function start() {
+    startPreview();
     $("login").hidden = true;
     $("controls").hidden = false;
     $("link").textContent = $("link").href = location.origin + "/";
