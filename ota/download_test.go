@@ -208,3 +208,50 @@ func TestHTTPSInstall(t *testing.T) {
 		t.Fatalf("report %+v", rep)
 	}
 }
+
+// TestHTTPServerIgnoresRange: a server without Range support answers the
+// resumed request with the whole file; the bytes already written are
+// skipped and the install completes.
+func TestHTTPServerIgnoresRange(t *testing.T) {
+	b := newBox(t, "pi", v1)
+	path := b.makeBundle(v2, b.boardName(), keyOld)
+	srv := newBundleServer(t, path, func(n int, w http.ResponseWriter, r *http.Request, data []byte) bool {
+		if n == 1 {
+			cutAfter(w, data, len(data)/2)
+		}
+		w.Header().Set("Content-Length", fmt.Sprint(len(data)))
+		w.Write(data) // 200, whatever the Range header says
+		return true
+	})
+	install(t, b, srv.URL)
+	if got := srv.rangeHeaders(); len(got) != 2 || !strings.HasPrefix(got[1], "bytes=") {
+		t.Fatalf("requests %q", got)
+	}
+}
+
+// TestHTTPBundleReplacedDuringDownload: the file changes on the server
+// between two connections; If-Range makes the server send the new file
+// whole, and the agent refuses to splice it onto the old one.
+func TestHTTPBundleReplacedDuringDownload(t *testing.T) {
+	b := newBox(t, "pi", v1)
+	old := readFile(t, b.makeBundle(v2, b.boardName(), keyOld))
+	replacement := readFile(t, b.makeBundle(firmware{version: "1.2.0", trusts: []string{"old"}}, b.boardName(), keyOld))
+	var served atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if served.Add(1) == 1 {
+			w.Header().Set("ETag", `"old"`)
+			cutAfter(w, old, len(old)/2)
+		}
+		w.Header().Set("ETag", `"new"`)
+		http.ServeContent(w, r, "b.bundle", time.Unix(2e9, 0), strings.NewReader(string(replacement)))
+	}))
+	defer srv.Close()
+	before := b.slotFiles("A")
+	_, err := b.agent().Install(context.Background(), ota.Request{Source: srv.URL})
+	if !errors.Is(err, ota.ErrDownload) || !strings.Contains(err.Error(), "changed") {
+		t.Fatalf("error %v", err)
+	}
+	if b.slotFiles("A") != before {
+		t.Fatal("running slot changed")
+	}
+}
