@@ -293,20 +293,30 @@ func (b *box) settle(health ota.HealthFunc) ota.Report {
 	return ota.Report{}
 }
 
-// makeBundle builds a bundle file with the same code onair-bundle uses.
+// makeBundle builds a bundle file from boot and rootfs image files with
+// the code onair-bundle create runs.
 func (b *box) makeBundle(fw firmware, boardName string, keys ...signer) string {
 	b.t.Helper()
 	img := fw.image()
-	opts := bundle.CreateOptions{Version: fw.version, Board: boardName, CreatedAt: time.Unix(0, 0), BootSize: imageBootSize}
+	name := fmt.Sprintf("onair-%s-%s-%d", boardName, fw.version, rand.Int())
+	bootPath, rootfsPath := filepath.Join(b.dir, name+".boot"), filepath.Join(b.dir, name+".rootfs")
+	if err := os.WriteFile(bootPath, img[:imageBootSize], 0o644); err != nil {
+		b.t.Fatal(err)
+	}
+	if err := os.WriteFile(rootfsPath, img[imageBootSize:], 0o644); err != nil {
+		b.t.Fatal(err)
+	}
+	opts := bundle.CreateOptions{Version: fw.version, Board: boardName, CreatedAt: time.Unix(0, 0)}
 	for _, k := range keys {
 		opts.Keys = append(opts.Keys, k.priv)
 	}
-	var out bytes.Buffer
-	if _, err := bundle.Create(&out, bytes.NewReader(img), opts); err != nil {
+	path := filepath.Join(b.dir, name+".bundle")
+	f, err := os.Create(path)
+	if err != nil {
 		b.t.Fatal(err)
 	}
-	path := filepath.Join(b.dir, fmt.Sprintf("onair-%s-%s-%d.bundle", boardName, fw.version, rand.Int()))
-	if err := os.WriteFile(path, out.Bytes(), 0o644); err != nil {
+	defer f.Close()
+	if _, err := bundle.CreateFromFiles(f, bootPath, rootfsPath, opts); err != nil {
 		b.t.Fatal(err)
 	}
 	return path

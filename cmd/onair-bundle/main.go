@@ -18,6 +18,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -130,23 +131,17 @@ func create(ctx context.Context, args []string, stdout io.Writer) error {
 		}
 		opts.Keys = append(opts.Keys, priv)
 	}
-	image, err := openImage(*bootPath, *rootfsPath)
-	if err != nil {
-		return err
-	}
-	defer image.Close()
-	opts.BootSize = image.bootSize
 	if err := ctx.Err(); err != nil {
 		return err
 	}
 	// Written next to the target and renamed at the end, so a failed or
 	// interrupted run never leaves a plausible-looking partial bundle.
-	tmp, err := os.CreateTemp(dirOf(*out), ".onair-bundle-*")
+	tmp, err := os.CreateTemp(filepath.Dir(*out), ".onair-bundle-*")
 	if err != nil {
 		return fmt.Errorf("create bundle: %w", err)
 	}
 	defer os.Remove(tmp.Name())
-	m, err := bundle.Create(tmp, image, opts)
+	m, err := bundle.CreateFromFiles(tmp, *bootPath, *rootfsPath, opts)
 	if err == nil {
 		err = tmp.Sync()
 	}
@@ -180,80 +175,6 @@ func creationTime(flagValue string) (time.Time, error) {
 		return time.Unix(s, 0).UTC(), nil
 	}
 	return time.Now().UTC(), nil
-}
-
-func dirOf(path string) string {
-	if i := strings.LastIndexByte(path, '/'); i >= 0 {
-		return path[:i+1]
-	}
-	return "."
-}
-
-// image reads an optional boot image followed by the rootfs image as one
-// seekable stream, the bundle's image layout.
-type image struct {
-	boot, rootfs *os.File
-	bootSize     int64
-	r            io.ReadSeeker
-}
-
-func openImage(bootPath, rootfsPath string) (*image, error) {
-	img := &image{}
-	rootfs, err := os.Open(rootfsPath)
-	if err != nil {
-		return nil, fmt.Errorf("open rootfs image: %w", err)
-	}
-	img.rootfs = rootfs
-	rootfsSize, err := rootfs.Seek(0, io.SeekEnd)
-	if err != nil {
-		img.Close()
-		return nil, fmt.Errorf("size of rootfs image: %w", err)
-	}
-	if bootPath == "" {
-		img.r = io.NewSectionReader(rootfs, 0, rootfsSize)
-		return img, nil
-	}
-	boot, err := os.Open(bootPath)
-	if err != nil {
-		img.Close()
-		return nil, fmt.Errorf("open boot image: %w", err)
-	}
-	img.boot = boot
-	if img.bootSize, err = boot.Seek(0, io.SeekEnd); err != nil {
-		img.Close()
-		return nil, fmt.Errorf("size of boot image: %w", err)
-	}
-	img.r = io.NewSectionReader(concatReaderAt{boot, img.bootSize, rootfs}, 0, img.bootSize+rootfsSize)
-	return img, nil
-}
-
-func (img *image) Read(p []byte) (int, error)                { return img.r.Read(p) }
-func (img *image) Seek(off int64, whence int) (int64, error) { return img.r.Seek(off, whence) }
-func (img *image) Close() error {
-	if img.boot != nil {
-		img.boot.Close()
-	}
-	return img.rootfs.Close()
-}
-
-// concatReaderAt is a then b, with a of size aSize.
-type concatReaderAt struct {
-	a     io.ReaderAt
-	aSize int64
-	b     io.ReaderAt
-}
-
-func (c concatReaderAt) ReadAt(p []byte, off int64) (int, error) {
-	if off >= c.aSize {
-		return c.b.ReadAt(p, off-c.aSize)
-	}
-	n := min(int64(len(p)), c.aSize-off)
-	k, err := c.a.ReadAt(p[:n], off)
-	if err != nil || int64(len(p)) == n {
-		return k, err
-	}
-	m, err := c.b.ReadAt(p[n:], 0)
-	return k + m, err
 }
 
 func verify(ctx context.Context, args []string, stdout io.Writer) error {
