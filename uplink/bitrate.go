@@ -1,0 +1,98 @@
+package uplink
+
+import "time"
+
+// Tuning of the bitrate controller. The estimators measure what the whole
+// connection may send; the encoder gets a share of it, leaving room for the
+// audio track, RTP/SRTP headers and retransmissions.
+const (
+	// videoShare is the part of a congestion estimate given to video.
+	videoShare = 0.85
+	// upInterval spaces increases: a network that just recovered is given
+	// time to show whether it holds before the encoder asks for more.
+	upInterval = time.Second
+	// upStep is the largest increase per upInterval (as a fraction).
+	upStep = 0.12
+	// changeThreshold ignores changes too small to matter, so the encoder
+	// is not reconfigured on every estimate.
+	changeThreshold = 0.03
+	// Receiver-report loss above lossDown cuts the bitrate, loss between
+	// lossHold and lossDown holds it (RFC 8836-style thresholds, as in GCC).
+	lossDown = 0.10
+	lossHold = 0.02
+	// rembMaxAge forgets a REMB the server stopped sending.
+	rembMaxAge = 5 * time.Second
+)
+
+// signals are the congestion feedback of one connection at one moment;
+// zero values mean "no such feedback".
+type signals struct {
+	// twccKbps is the send-side (GCC) estimate from TWCC feedback.
+	twccKbps int
+	// rembKbps is the receiver's REMB estimate.
+	rembKbps int
+	// loss is the fraction of video packets lost from the latest receiver
+	// report, negative when there is none.
+	loss float64
+}
+
+// controller turns congestion feedback into an encoder bitrate between min
+// and max: down at once, up in steps of at most upStep per upInterval.
+type controller struct {
+	minKbps, maxKbps int
+	chosenKbps       int
+	lastChange       time.Time
+}
+
+func newController(minKbps, maxKbps, startKbps int) *controller {
+	return &controller{minKbps: minKbps, maxKbps: maxKbps, chosenKbps: clamp(startKbps, minKbps, maxKbps)}
+}
+
+// target is the bitrate the feedback allows, before pacing the increase.
+func (c *controller) target(s signals) int {
+	t := float64(c.maxKbps)
+	if s.twccKbps > 0 {
+		t = min(t, float64(s.twccKbps)*videoShare)
+	}
+	if s.rembKbps > 0 {
+		t = min(t, float64(s.rembKbps)*videoShare)
+	}
+	// Receiver reports are the only feedback every WHIP server sends; they
+	// steer the bitrate when the server offers neither TWCC nor REMB and
+	// guard against heavy loss when it does.
+	switch {
+	case s.loss > lossDown:
+		t = min(t, float64(c.chosenKbps)*(1-0.5*s.loss))
+	case s.loss > lossHold:
+		t = min(t, float64(c.chosenKbps))
+	}
+	return clamp(int(t), c.minKbps, c.maxKbps)
+}
+
+// update takes the latest feedback and returns the encoder bitrate and
+// whether it changed.
+func (c *controller) update(now time.Time, s signals) (kbps int, changed bool) {
+	t := c.target(s)
+	next := c.chosenKbps
+	switch {
+	case t < c.chosenKbps:
+		next = t
+	case t > c.chosenKbps && (c.lastChange.IsZero() || now.Sub(c.lastChange) >= upInterval):
+		next = min(t, int(float64(c.chosenKbps)*(1+upStep))+1)
+	}
+	diff := next - c.chosenKbps
+	if diff == 0 || (abs(diff) < int(float64(c.chosenKbps)*changeThreshold) && next != c.minKbps && next != c.maxKbps) {
+		return c.chosenKbps, false
+	}
+	c.chosenKbps, c.lastChange = next, now
+	return next, true
+}
+
+func clamp(v, lo, hi int) int { return max(lo, min(v, hi)) }
+
+func abs(v int) int {
+	if v < 0 {
+		return -v
+	}
+	return v
+}
