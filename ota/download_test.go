@@ -108,23 +108,40 @@ func TestHTTPResume(t *testing.T) {
 func TestHTTPStall(t *testing.T) {
 	b := newBox(t, "pi", v1)
 	path := b.makeBundle(v2, b.boardName(), keyOld)
+	stalled := make(chan struct{})
 	srv := newBundleServer(t, path, func(n int, w http.ResponseWriter, r *http.Request, data []byte) bool {
 		if n == 1 {
 			w.Header().Set("Content-Length", fmt.Sprint(len(data)))
 			w.WriteHeader(http.StatusOK)
 			w.Write(data[:len(data)/2])
 			w.(http.Flusher).Flush()
+			close(stalled)
 			<-r.Context().Done() // silent until the client gives up
 			return true
 		}
 		return false
 	})
-	err := installDrivingClock(b, srv.URL)
+	a := b.agent()
+	finished := make(chan struct{})
+	var err error
+	go func() {
+		defer close(finished)
+		_, err = a.Install(context.Background(), ota.Request{Source: srv.URL})
+	}()
+	<-stalled
+	// The client is (or soon is) waiting on its stall timer; firing it
+	// early, while buffered bytes are still being read, only moves the
+	// resume point.
+	b.clock.WaitForTimers(1, finished)
+	b.clock.Advance(time.Hour)
+	<-finished
 	if err != nil {
 		t.Fatal(err)
 	}
-	if n := len(srv.rangeHeaders()); n < 2 {
-		t.Fatalf("%d requests, want a resumed one", n)
+	// Whether the second request carries a Range depends on how far the
+	// first got when the timer fired; TestHTTPResume checks the ranges.
+	if got := srv.rangeHeaders(); len(got) < 2 {
+		t.Fatalf("requests %q, want the stalled one replaced", got)
 	}
 }
 
