@@ -55,7 +55,6 @@ func (c *Client) discovery() (topic string, payload []byte, err error) {
 			"platform":              platform,
 			"name":                  name,
 			"unique_id":             node + "_" + key,
-			"object_id":             node + "_" + key,
 			"availability_topic":    c.topics.availability,
 			"payload_available":     "online",
 			"payload_not_available": "offline",
@@ -109,6 +108,7 @@ func (c *Client) discovery() (topic string, payload []byte, err error) {
 		// The box has no update server to ask: latest is what it runs, and
 		// an install started with the ota command shows as in progress.
 		"firmware": entity("update", "firmware", "Firmware", map[string]any{
+			"device_class":    "firmware",
 			"state_topic":     c.topics.status,
 			"value_template":  "{{ {'installed_version': value_json.firmware.version, 'latest_version': value_json.firmware.version, 'in_progress': value_json.firmware.ota_state == 'installing'} | to_json }}",
 			"entity_category": "diagnostic",

@@ -119,6 +119,7 @@ type Client struct {
 	inbound    chan inbound
 	haOnline   chan struct{}
 	statusKick chan struct{}
+	staleWill  chan struct{}
 	replies    *replyMemory // only the command loop touches it
 
 	seqMu sync.Mutex
@@ -210,6 +211,7 @@ func New(opt Options) (*Client, error) {
 		outbox:      newOutbox(outboxMax),
 		inbound:     make(chan inbound, inboundMax),
 		haOnline:    make(chan struct{}, 1),
+		staleWill:   make(chan struct{}, 1),
 		statusKick:  make(chan struct{}, 1),
 		replies:     newReplyMemory(replyMemoryTTL, replyMemoryMax),
 		connChanged: make(chan struct{}),
@@ -374,10 +376,22 @@ func (c *Client) connectionLoop(ctx context.Context) mqtt.Client {
 		if err := c.publishDiscovery(ctx, cl); err != nil {
 			c.log.Warn("home assistant discovery not published", "error", err)
 		}
-		select {
-		case <-ctx.Done():
-			return cl
-		case <-lost:
+	connected:
+		for {
+			select {
+			case <-ctx.Done():
+				return cl
+			case <-c.staleWill:
+				// The broker published our previous connection's Will after
+				// this one came up (it noticed the old one late, or took the
+				// session over): say online again so the retained value is right.
+				c.log.Info("mqtt stale Last Will seen; publishing online again")
+				if err := wait(ctx, cl.Publish(c.topics.availability, 1, true, "online")); err != nil && ctx.Err() == nil {
+					c.log.Warn("mqtt online not republished", "error", err)
+				}
+			case <-lost:
+				break connected
+			}
 		}
 		c.setCurrent(nil)
 		// Everybody lost the broker at the same moment: wait a random part
@@ -437,7 +451,7 @@ func (c *Client) connect(ctx context.Context) (mqtt.Client, <-chan struct{}, err
 		cl.Disconnect(0)
 		return nil, nil, fmt.Errorf("%s on %s: %w", what, cfg.Broker, err)
 	}
-	filters := map[string]byte{haStatusTopic: 1}
+	filters := map[string]byte{haStatusTopic: 1, c.topics.availability: 1}
 	for _, f := range c.topics.commandFilters {
 		filters[f] = 1
 	}
@@ -485,6 +499,17 @@ func (c *Client) onMessage(_ mqtt.Client, m mqtt.Message) {
 		if strings.TrimSpace(string(m.Payload())) == "online" {
 			select {
 			case c.haOnline <- struct{}{}:
+			default:
+			}
+		}
+		return
+	}
+	if topic == c.topics.availability {
+		// A retained offline at subscribe time predates our online; a live
+		// one is a stale Will and must be answered.
+		if !m.Retained() && string(m.Payload()) == "offline" {
+			select {
+			case c.staleWill <- struct{}{}:
 			default:
 			}
 		}
