@@ -50,6 +50,10 @@ func newController(minKbps, maxKbps, startKbps int) *controller {
 
 // target is the bitrate the feedback allows, before pacing the increase.
 func (c *controller) target(s signals) int {
+	if s.twccKbps <= 0 && s.rembKbps <= 0 && s.loss < 0 {
+		// No feedback at all (yet): nothing says the path has room.
+		return c.chosenKbps
+	}
 	t := float64(c.maxKbps)
 	if s.twccKbps > 0 {
 		t = min(t, float64(s.twccKbps)*videoShare)

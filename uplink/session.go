@@ -377,9 +377,11 @@ func (s *session) control(ctrl *controller) {
 	if at := s.rembAt.Load(); at != 0 && u.clock.Now().Sub(time.Unix(0, at)) < rembMaxAge {
 		sig.rembKbps = int(s.rembKbps.Load())
 	}
-	sig.loss = float64(s.lossPPM.Load()) / 1e6
-	if s.lossPPM.Load() < 0 {
-		sig.loss = -1
+	// Each receiver report counts once: acting on the same report at every
+	// tick would cut the bitrate again and again for one lossy second.
+	sig.loss = -1
+	if ppm := s.lossPPM.Swap(-1); ppm >= 0 {
+		sig.loss = float64(ppm) / 1e6
 	}
 	before := ctrl.chosenKbps
 	kbps, changed := ctrl.update(u.clock.Now(), sig)

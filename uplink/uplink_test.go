@@ -171,7 +171,6 @@ func requireKeyframeFirst(ctx context.Context, t *testing.T, srv *whipServer, n 
 	}
 }
 
-
 // Refusals end up in the status as one clear sentence, and a hundred failed
 // attempts leave no goroutines behind.
 func TestRefusals(t *testing.T) {
