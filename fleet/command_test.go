@@ -2,6 +2,8 @@ package fleet
 
 import (
 	"fmt"
+	"os"
+	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
@@ -245,15 +247,47 @@ func TestEvents(t *testing.T) {
 // reconnect, so the one the broker hands out from its store is refused.
 func TestRetainedCommandRefused(t *testing.T) {
 	b := startBroker(t, "")
-	obs := watch(t, b.url(), replyTopic)
+	obs := watch(t, b.url(), replyTopic, "onair/box1/cmd/live")
 	if tok := obs.c.Publish("onair/box1/cmd/live", 1, true, `{"id":"ret"}`); !tok.WaitTimeout(patience) || tok.Error() != nil {
 		t.Fatal("publish retained command")
 	}
+	// Once the observer has it, the broker is done delivering it live: the
+	// box, subscribing later, gets only the retained copy.
+	obs.next("onair/box1/cmd/live")
 	bx := startBox(t, b.url())
 	if r := decode[Reply](t, obs.next(replyTopic).Payload); r.OK || r.ID != "ret" || !strings.Contains(r.Error, "retained") {
 		t.Fatalf("retained command: %+v", r)
 	}
 	if n := bx.ctl.total(); n != 0 {
 		t.Fatalf("controller called %d times", n)
+	}
+}
+
+// TestDocumentedErrors: the error table of docs/mqtt.md, word for word.
+func TestDocumentedErrors(t *testing.T) {
+	doc, err := os.ReadFile(filepath.Join("..", "docs", "mqtt.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cases := []struct{ name, payload string }{
+		{"live", `{"id": "a", "title":`},
+		{"live", `[1,2]`},
+		{"live", `{"id": 5}`},
+		{"launch", `{}`},
+		{"live", `{"title": 5}`},
+		{"live", `{"titel": "x"}`},
+		{"stop", `{"now": true}`},
+		{"set", `{}`},
+		{"set", `{"bitrate_kbps": 1.5}`},
+		{"ota", `{}`},
+	}
+	for _, tc := range cases {
+		_, err := parseCommand(tc.name, []byte(tc.payload))
+		if err == nil {
+			t.Fatalf("%s %s accepted", tc.name, tc.payload)
+		}
+		if !strings.Contains(string(doc), "`"+err.Error()+"`") {
+			t.Errorf("docs/mqtt.md does not show the error %q", err)
+		}
 	}
 }
