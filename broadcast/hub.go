@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -198,6 +199,18 @@ func (h *Hub) Toggle(ctx context.Context) (Status, error) {
 	default:
 		return h.GoLive(ctx, LiveOptions{Title: st.Title})
 	}
+}
+
+// CheckTitle is the rule for titles from every entry point: one line of at
+// most 120 characters.
+func CheckTitle(t string) error {
+	if len([]rune(t)) > 120 {
+		return errors.New("title longer than 120 characters")
+	}
+	if strings.ContainsAny(t, "\x00\r\n") {
+		return errors.New("title must be one line of text")
+	}
+	return nil
 }
 
 // SetTitle changes the broadcast's title, idle or live.

@@ -276,7 +276,7 @@ func (s *Server) goLive(w http.ResponseWriter, r *http.Request) {
 		title = st.Title
 	}
 	if req.Title != nil {
-		if err := checkTitle(*req.Title); err != nil {
+		if err := broadcast.CheckTitle(*req.Title); err != nil {
 			writeError(w, http.StatusBadRequest, err.Error())
 			return
 		}
@@ -303,16 +303,6 @@ func (s *Server) stop(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, s.opt.Status())
 }
 
-func checkTitle(t string) error {
-	if len([]rune(t)) > 120 {
-		return errors.New("title longer than 120 characters")
-	}
-	if strings.ContainsAny(t, "\x00\r\n") {
-		return errors.New("title must be one line of text")
-	}
-	return nil
-}
-
 type broadcastPatch struct {
 	Title           *string `json:"title"`
 	Private         *bool   `json:"private"`
@@ -329,7 +319,7 @@ func (s *Server) patchBroadcast(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if req.Title != nil {
-		if err := checkTitle(*req.Title); err != nil {
+		if err := broadcast.CheckTitle(*req.Title); err != nil {
 			writeError(w, http.StatusBadRequest, err.Error())
 			return
 		}

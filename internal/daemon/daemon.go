@@ -25,6 +25,7 @@ import (
 	"github.com/onair/onair/config"
 	"github.com/onair/onair/device"
 	"github.com/onair/onair/device/board"
+	"github.com/onair/onair/fleet"
 	"github.com/onair/onair/gpio"
 	"github.com/onair/onair/pipeline"
 	"github.com/onair/onair/status"
@@ -61,6 +62,7 @@ type Daemon struct {
 	listener net.Listener
 	sources  status.Sources
 	panel    *panel
+	fleet    *fleet.Client // nil when mqtt.broker is empty
 	// life bounds what New starts before Run (the button's goroutine).
 	life    context.Context
 	endLife context.CancelFunc
@@ -141,6 +143,13 @@ func New(cfg config.Config, opt Options) (*Daemon, error) {
 		media.close()
 		return fail(err)
 	}
+	if cfg.MQTT.Broker != "" {
+		if err := d.openFleet(opt); err != nil {
+			d.viewers.Close()
+			media.close()
+			return fail(err)
+		}
+	}
 	d.listener, err = net.Listen("tcp", cfg.HTTP.Listen)
 	if err != nil {
 		d.viewers.Close()
@@ -183,6 +192,17 @@ func (d *Daemon) Run(ctx context.Context) error {
 			d.hub.SetProblem("media pipeline stopped: " + err.Error())
 		}
 	}()
+	fleetCtx, stopFleet := context.WithCancel(d.life)
+	if d.fleet != nil {
+		wg.Add(2)
+		go func() {
+			defer wg.Done()
+			if err := d.fleet.Run(fleetCtx); err != nil && fleetCtx.Err() == nil {
+				d.log.Error("fleet connection stopped", "err", err)
+			}
+		}()
+		go publishEvents(fleetCtx, d.hub, d.fleet, &wg)
+	}
 	panelCtx, stopPanel := context.WithCancel(d.life)
 	wg.Add(1)
 	go func() { defer wg.Done(); d.panel.run(panelCtx, d.hub, d.press, d.log) }()
@@ -199,6 +219,10 @@ func (d *Daemon) Run(ctx context.Context) error {
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), 1500*time.Millisecond)
 	defer cancel()
 	d.hub.Stop(shutdownCtx)
+	if d.fleet != nil {
+		d.fleet.Close() // publishes offline
+	}
+	stopFleet()
 	d.viewers.Close() // DTLS close to every viewer
 	d.web.Close()     // close frames to event sockets
 	if e := d.http.Shutdown(shutdownCtx); e != nil && !errors.Is(e, context.DeadlineExceeded) {
@@ -232,8 +256,10 @@ func (d *Daemon) press(ctx context.Context, kind gpio.PressKind) error {
 			return nil
 		}
 		d.log.Info("button", "press", "short", "state", st.State)
+		d.buttonEvent("short")
 		return err
 	case gpio.Long:
+		d.buttonEvent("long")
 		switch d.cfg.GPIO.LongPressAction {
 		case "none":
 			d.log.Info("button", "press", "long", "action", "none")
@@ -243,6 +269,34 @@ func (d *Daemon) press(ctx context.Context, kind gpio.PressKind) error {
 		}
 	}
 	return fmt.Errorf("unknown press %v", kind)
+}
+
+// openFleet sets up the MQTT connection; it connects in Run.
+func (d *Daemon) openFleet(opt Options) error {
+	id := d.cfg.DeviceID
+	if id == "" {
+		var err error
+		if id, err = opt.Board.DeviceID(); err != nil {
+			return err
+		}
+	}
+	client, err := fleet.New(fleet.Options{
+		Config: d.cfg.MQTT, DeviceID: id, Status: d.sources.Build,
+		Changes:  func() <-chan struct{} { _, ch := d.hub.Status(); return ch },
+		Commands: controller{d}, Logger: d.log,
+	})
+	if err != nil {
+		return fmt.Errorf("mqtt: %w", err)
+	}
+	d.fleet = client
+	d.log.Info("fleet", "broker", d.cfg.MQTT.Broker, "device_id", id)
+	return nil
+}
+
+func (d *Daemon) buttonEvent(press string) {
+	if d.fleet != nil {
+		d.fleet.Event(fleet.EventButton, map[string]any{"press": press})
+	}
 }
 
 // adminToken returns the configured token, or the one kept in data_dir, or

@@ -1,0 +1,115 @@
+package daemon
+
+import (
+	"context"
+	"fmt"
+	"sync"
+
+	"github.com/onair/onair/broadcast"
+	"github.com/onair/onair/fleet"
+)
+
+// errNotYet answers a command for a feature this firmware does not have yet,
+// so that the operator reads why instead of guessing.
+func errNotYet(what string) error {
+	return fmt.Errorf("%s is not available in this firmware yet", what)
+}
+
+// controller carries out MQTT commands through the same entry points as the
+// button and the HTTP API.
+type controller struct{ d *Daemon }
+
+func (c controller) Live(ctx context.Context, args fleet.LiveArgs) error {
+	if args.Private != nil && *args.Private {
+		return errNotYet("a private broadcast")
+	}
+	title := ""
+	if st, _ := c.d.hub.Status(); st.Title != "" {
+		title = st.Title
+	}
+	if args.Title != nil {
+		if err := broadcast.CheckTitle(*args.Title); err != nil {
+			return err
+		}
+		title = *args.Title
+	}
+	_, err := c.d.hub.GoLive(ctx, broadcast.LiveOptions{Title: title})
+	return err
+}
+
+func (c controller) Stop(ctx context.Context) error {
+	_, err := c.d.hub.Stop(ctx)
+	return err
+}
+
+// Set applies all of its fields or none: a refused field leaves everything
+// as it was.
+func (c controller) Set(_ context.Context, args fleet.SetArgs) error {
+	switch {
+	case args.Private != nil:
+		return errNotYet("private")
+	case args.CommentsEnabled != nil:
+		return errNotYet("comments_enabled")
+	case args.UplinkURL != nil, args.UplinkToken != nil, args.UplinkEnabled != nil:
+		return errNotYet("the WHIP uplink")
+	}
+	if args.Title != nil {
+		if err := broadcast.CheckTitle(*args.Title); err != nil {
+			return err
+		}
+	}
+	if args.BitrateKbps != nil && (*args.BitrateKbps < 100 || *args.BitrateKbps > 50000) {
+		return fmt.Errorf("bitrate_kbps %d: want 100 to 50000", *args.BitrateKbps)
+	}
+	if args.Title != nil {
+		c.d.hub.SetTitle(*args.Title)
+	}
+	if args.BitrateKbps != nil {
+		c.d.pipeline.SetBitrate(*args.BitrateKbps)
+	}
+	return nil
+}
+
+func (c controller) Reboot(context.Context) error { return errNotYet("reboot") }
+
+func (c controller) OTA(context.Context, fleet.OTAArgs) error {
+	return errNotYet("over-the-air update")
+}
+
+func (c controller) CommentRemove(context.Context, string) error { return errNotYet("comments") }
+
+func (c controller) ViewerBlock(context.Context, string) error { return errNotYet("blocking viewers") }
+
+func (c controller) ReplayDelete(context.Context, string) error { return errNotYet("replays") }
+
+// publishEvents turns state changes into fleet events (went_live, stopped,
+// error) until ctx ends.
+func publishEvents(ctx context.Context, hub *broadcast.Hub, client *fleet.Client, wg *sync.WaitGroup) {
+	defer wg.Done()
+	last, changed := hub.Status()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-changed:
+		}
+		var st broadcast.Status
+		st, changed = hub.Status()
+		if st.State == last.State {
+			continue
+		}
+		switch st.State {
+		case broadcast.Live:
+			client.Event(fleet.EventWentLive, map[string]any{"broadcast_id": st.BroadcastID, "title": st.Title})
+		case broadcast.Idle:
+			if last.State == broadcast.Live || last.State == broadcast.Stopping {
+				client.Event(fleet.EventStopped, map[string]any{"broadcast_id": st.BroadcastID})
+			}
+		case broadcast.Error:
+			client.Event(fleet.EventError, map[string]any{"error": st.Error})
+		}
+		last = st
+	}
+}
+
+var _ fleet.Controller = controller{}
