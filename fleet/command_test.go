@@ -291,3 +291,71 @@ func TestDocumentedErrors(t *testing.T) {
 		}
 	}
 }
+
+// TestBusyAndExactlyOneReply: with the controller stuck, a flood of
+// commands overflows the queue; the overflow is answered busy at once and
+// every command still gets exactly one reply.
+func TestBusyAndExactlyOneReply(t *testing.T) {
+	b := startBroker(t, "")
+	obs := watch(t, b.url(), replyTopic, availTopic)
+	bx := startBox(t, b.url())
+	obs.next(availTopic)
+	release := make(chan struct{})
+	bx.ctl.mu.Lock()
+	bx.ctl.block = release
+	bx.ctl.mu.Unlock()
+	const n = inboundMax + 10
+	for i := 0; i < n; i++ {
+		obs.publish("onair/box1/cmd/stop", fmt.Sprintf(`{"id":"b%d"}`, i))
+	}
+	busy := 0
+	for busy < 9 { // at least n - inboundMax - 1 (the one being run) are busy
+		r := decode[Reply](t, obs.next(replyTopic).Payload)
+		if r.OK || !strings.Contains(r.Error, "busy") {
+			t.Fatalf("reply %+v while the controller is stuck", r)
+		}
+		busy++
+	}
+	close(release)
+	seen := map[string]int{}
+	for len(seen) < n-busy {
+		r := decode[Reply](t, obs.next(replyTopic).Payload)
+		seen[r.ID]++
+	}
+	obs.publish("onair/box1/cmd/stop", `{"id":"last"}`)
+	for {
+		r := decode[Reply](t, obs.next(replyTopic).Payload)
+		if r.ID == "last" {
+			break
+		}
+		seen[r.ID]++
+	}
+	for id, k := range seen {
+		if k != 1 {
+			t.Errorf("command %s answered %d times", id, k)
+		}
+	}
+	if len(seen)+busy != n {
+		t.Errorf("%d answered + %d busy, want %d", len(seen), busy, n)
+	}
+}
+
+// TestControllerPanic: a bug in the controller is an error reply, not a
+// dead daemon.
+func TestControllerPanic(t *testing.T) {
+	b := startBroker(t, "")
+	obs := watch(t, b.url(), replyTopic, availTopic)
+	bx := startBox(t, b.url())
+	obs.next(availTopic)
+	bx.ctl.mu.Lock()
+	bx.ctl.panicOn = CmdReboot
+	bx.ctl.mu.Unlock()
+	obs.publish("onair/box1/cmd/reboot", `{"id":"p"}`)
+	if r := decode[Reply](t, obs.next(replyTopic).Payload); r.OK || !strings.Contains(r.Error, "internal error") {
+		t.Fatalf("reply %+v", r)
+	}
+	obs.publish("onair/box1/cmd/stop", `{"id":"after"}`)
+	if r := decode[Reply](t, obs.next(replyTopic).Payload); !r.OK {
+		t.Fatalf("reply %+v after a panic", r)
+	}
+}

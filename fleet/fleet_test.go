@@ -238,3 +238,24 @@ func TestBackoff(t *testing.T) {
 }
 
 func newTestRand() *mrand.Rand { return mrand.New(mrand.NewPCG(1, 2)) }
+
+// TestDiscoveryResentWhenHomeAssistantStarts: discovery goes out at connect
+// and again, after a random delay on the clock, when Home Assistant says
+// online.
+func TestDiscoveryResentWhenHomeAssistantStarts(t *testing.T) {
+	const topic = "homeassistant/device/onair_box1/config"
+	b := startBroker(t, "")
+	clock := newFakeClock()
+	obs := watch(t, b.url(), topic)
+	startBox(t, b.url(), withFakeClock(clock))
+	obs.next(topic)
+	obs.publish("homeassistant/status", "offline")
+	obs.publish("homeassistant/status", "online")
+	eventually(t, func() bool {
+		clock.Advance(discoveryDelayMax / 10)
+		return obs.has(topic)
+	}, "discovery after Home Assistant's birth message")
+	if m := obs.next(topic); !strings.Contains(m.Payload, `"cmps"`) {
+		t.Fatalf("discovery %s", m.Payload)
+	}
+}

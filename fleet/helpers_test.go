@@ -139,6 +139,23 @@ func (o *observer) next(topic string) received {
 	return o.until(func(m received) bool { return m.Topic == topic }, "a message on "+topic)
 }
 
+// has reports, without waiting, whether a message on topic has arrived.
+func (o *observer) has(topic string) bool {
+	for {
+		select {
+		case m := <-o.msgs:
+			o.stash = append(o.stash, m)
+		default:
+			for _, m := range o.stash {
+				if m.Topic == topic {
+					return true
+				}
+			}
+			return false
+		}
+	}
+}
+
 // until returns the first message for which match is true; the others
 // stay for later calls, so each topic is read in its own order.
 func (o *observer) until(match func(received) bool, what string) received {
@@ -312,13 +329,24 @@ type recorder struct {
 	mu    sync.Mutex
 	calls []call
 	fail  map[string]error
+	// block, when set, holds every call until it is closed.
+	block chan struct{}
+	// panicOn names a command whose call panics.
+	panicOn string
 }
 
 func (r *recorder) record(name string, args any) error {
 	r.mu.Lock()
-	defer r.mu.Unlock()
 	r.calls = append(r.calls, call{name, args})
-	return r.fail[name]
+	block, err, panics := r.block, r.fail[name], r.panicOn == name
+	r.mu.Unlock()
+	if block != nil {
+		<-block
+	}
+	if panics {
+		panic("controller bug")
+	}
+	return err
 }
 
 func (r *recorder) Live(_ context.Context, a LiveArgs) error { return r.record(CmdLive, a) }
