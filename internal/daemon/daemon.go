@@ -28,6 +28,7 @@ import (
 	"github.com/onair/onair/fleet"
 	"github.com/onair/onair/gpio"
 	"github.com/onair/onair/pipeline"
+	"github.com/onair/onair/settings"
 	"github.com/onair/onair/status"
 	"github.com/onair/onair/web"
 	"github.com/onair/onair/whep"
@@ -63,6 +64,7 @@ type Daemon struct {
 	sources  status.Sources
 	panel    *panel
 	fleet    *fleet.Client // nil when mqtt.broker is empty
+	settings *settings.Store
 	// life bounds what New starts before Run (the button's goroutine).
 	life    context.Context
 	endLife context.CancelFunc
@@ -97,9 +99,23 @@ func New(cfg config.Config, opt Options) (*Daemon, error) {
 	if err != nil {
 		return fail(err)
 	}
+	if d.settings, err = settings.Open(cfg.DataDir); err != nil {
+		if d.settings == nil {
+			return fail(err)
+		}
+		log.Error("run-time settings", "err", err) // set aside; the box starts on the config file
+	}
+	saved := d.settings.Get()
+	if saved.BitrateKbps != nil {
+		cfg.Video.BitrateKbps = *saved.BitrateKbps
+		d.cfg.Video.BitrateKbps = *saved.BitrateKbps
+	}
 	d.adminToken = token
 
 	d.hub = broadcast.New(broadcast.Options{KeyframeMinInterval: cfg.Video.KeyframeMinInterval.D()})
+	if saved.Title != nil {
+		d.hub.SetTitle(*saved.Title)
+	}
 	media, err := openMedia(cfg, d.clock, log)
 	if err != nil {
 		return fail(err)
@@ -203,6 +219,8 @@ func (d *Daemon) Run(ctx context.Context) error {
 		}()
 		go publishEvents(fleetCtx, d.hub, d.fleet, &wg)
 	}
+	wg.Add(1)
+	go func() { defer wg.Done(); d.keepTitle(fleetCtx) }()
 	panelCtx, stopPanel := context.WithCancel(d.life)
 	wg.Add(1)
 	go func() { defer wg.Done(); d.panel.run(panelCtx, d.hub, d.press, d.log) }()
@@ -291,6 +309,25 @@ func (d *Daemon) openFleet(opt Options) error {
 	d.fleet = client
 	d.log.Info("fleet", "broker", d.cfg.MQTT.Broker, "device_id", id)
 	return nil
+}
+
+// keepTitle saves the title whenever it changes (console, API, MQTT), so
+// it survives a reboot.
+func (d *Daemon) keepTitle(ctx context.Context) {
+	for {
+		st, changed := d.hub.Status()
+		if saved := d.settings.Get().Title; saved == nil || *saved != st.Title {
+			title := st.Title
+			if err := d.settings.Update(func(s *settings.Settings) { s.Title = &title }); err != nil {
+				d.log.Error("save the title", "err", err)
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-changed:
+		}
+	}
 }
 
 func (d *Daemon) buttonEvent(press string) {

@@ -628,3 +628,27 @@ func TestLossyViewerRecovers(t *testing.T) {
 		t.Fatalf("decoded %d frames of %d encoded: lost packets were not recovered", frames, encoded)
 	}
 }
+
+func TestTitleSurvivesRestart(t *testing.T) {
+	dir := t.TempDir()
+	first := start(t, func(c *config.Config) { c.DataDir = dir; c.Video.Width, c.Video.Height = 320, 240 })
+	if code, body := first.admin(t, http.MethodPatch, "/api/broadcast", `{"title":"Day two"}`); code != 200 {
+		t.Fatalf("patch: %d %s", code, body)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		b, _ := os.ReadFile(filepath.Join(dir, "settings.json"))
+		if strings.Contains(string(b), "Day two") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("title not saved: %s", b)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	first.stop()
+	second := start(t, func(c *config.Config) { c.DataDir = dir; c.Video.Width, c.Video.Height = 320, 240 })
+	if st, _ := second.d.Hub().Status(); st.Title != "Day two" {
+		t.Fatalf("title after restart: %q", st.Title)
+	}
+}

@@ -7,6 +7,7 @@ import (
 
 	"github.com/onair/onair/broadcast"
 	"github.com/onair/onair/fleet"
+	"github.com/onair/onair/settings"
 )
 
 // errNotYet answers a command for a feature this firmware does not have yet,
@@ -65,7 +66,11 @@ func (c controller) Set(_ context.Context, args fleet.SetArgs) error {
 		c.d.hub.SetTitle(*args.Title)
 	}
 	if args.BitrateKbps != nil {
-		c.d.pipeline.SetBitrate(*args.BitrateKbps)
+		kbps := *args.BitrateKbps
+		if err := c.d.settings.Update(func(s *settings.Settings) { s.BitrateKbps = &kbps }); err != nil {
+			return err
+		}
+		c.d.pipeline.SetBitrate(kbps)
 	}
 	return nil
 }
