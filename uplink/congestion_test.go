@@ -2,6 +2,7 @@ package uplink
 
 import (
 	"context"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -23,35 +24,8 @@ func TestCongestionMovesBitrate(t *testing.T) {
 		capKbps   = 700
 		openBps   = 100_000_000
 	)
-	wan, err := vnet.NewRouter(&vnet.RouterConfig{CIDR: "10.0.0.0/24", MinDelay: 10 * time.Millisecond,
-		LoggerFactory: logging.NewDefaultLoggerFactory()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	boxNet, err := vnet.NewNet(&vnet.NetConfig{StaticIPs: []string{"10.0.0.2"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	serverNet, err := vnet.NewNet(&vnet.NetConfig{StaticIPs: []string{"10.0.0.3"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	// What reaches the server passes a token bucket: the box's uplink.
-	bucket := vnet.NewTBFQueue(openBps, 4*1500, 60_000)
-	shaped, err := vnet.NewQueue(serverNet, bucket)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := wan.AddNet(boxNet); err != nil {
-		t.Fatal(err)
-	}
-	if err := wan.AddNet(shaped); err != nil {
-		t.Fatal(err)
-	}
-	if err := wan.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() { wan.Stop(); shaped.Close() }()
+	path := newVirtualPath(t, openBps)
+	bucket, boxNet, serverNet := path.bucket, path.box, path.server
 
 	ctx, cancel := context.WithTimeout(context.Background(), 55*time.Second)
 	defer cancel()
@@ -112,4 +86,95 @@ func receivedKbps(s *serverSession, d time.Duration) float64 {
 	start := s.bytes()
 	time.Sleep(d)
 	return float64(s.bytes()-start) * 8 / 1000 / d.Seconds()
+}
+
+// virtualPath is the box and the server on pion's virtual network; what
+// reaches the server passes a token bucket (the box's uplink), and the link
+// can be cut.
+type virtualPath struct {
+	box, server *vnet.Net
+	bucket      *vnet.TBFQueue
+	cut         atomic.Bool
+}
+
+func newVirtualPath(t *testing.T, bps int) *virtualPath {
+	t.Helper()
+	p := &virtualPath{bucket: vnet.NewTBFQueue(bps, 4*1500, 60_000)}
+	wan, err := vnet.NewRouter(&vnet.RouterConfig{CIDR: "10.0.0.0/24", MinDelay: 10 * time.Millisecond,
+		LoggerFactory: logging.NewDefaultLoggerFactory()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	wan.AddChunkFilter(func(vnet.Chunk) bool { return !p.cut.Load() })
+	if p.box, err = vnet.NewNet(&vnet.NetConfig{StaticIPs: []string{"10.0.0.2"}}); err != nil {
+		t.Fatal(err)
+	}
+	if p.server, err = vnet.NewNet(&vnet.NetConfig{StaticIPs: []string{"10.0.0.3"}}); err != nil {
+		t.Fatal(err)
+	}
+	shaped, err := vnet.NewQueue(p.server, p.bucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := wan.AddNet(p.box); err != nil {
+		t.Fatal(err)
+	}
+	if err := wan.AddNet(shaped); err != nil {
+		t.Fatal(err)
+	}
+	if err := wan.Start(); err != nil {
+		t.Fatal(err)
+	}
+	// Registered first, so it runs after the server's and the uplink's
+	// cleanups: the network goes away last.
+	t.Cleanup(func() { wan.Stop(); shaped.Close() })
+	return p
+}
+
+// The link is cut for ten seconds in the middle of a broadcast: the uplink
+// notices (ICE), retries, and media flows again, starting with a keyframe,
+// soon after the link returns. Real time, short backoff.
+func TestLinkCutReconnects(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs for about twenty seconds of real time")
+	}
+	path := newVirtualPath(t, 100_000_000)
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Second)
+	defer cancel()
+	srv := newWHIPServer(t, "", path.server)
+	r := newRig(t, 500)
+	up := startUplink(t, Options{
+		URL: srv.url(), Hub: r.hub, MinBitrateKbps: 200, MaxBitrateKbps: 1000, StartBitrateKbps: 500,
+		SetBitrate: r.pub.SetBitrate, Net: path.box, Backoff: Backoff{Initial: 500 * time.Millisecond, Max: 2 * time.Second},
+	})
+	r.goLive(t)
+	waitState(ctx, t, up.Uplink, Up)
+	srv.waitFrames(ctx, 30)
+
+	path.cut.Store(true)
+	cutAt := time.Now()
+	st := waitState(ctx, t, up.Uplink, Retrying)
+	t.Logf("cut: retrying after %s: %s", time.Since(cutAt).Round(10*time.Millisecond), st.Error)
+	select {
+	case <-time.After(time.Until(cutAt.Add(10 * time.Second))):
+	case <-ctx.Done():
+		t.Fatal(ctx.Err())
+	}
+	path.cut.Store(false)
+	restored := time.Now()
+	srv.wait(ctx, "media on a new session", func(s *whipServer) bool {
+		last := s.sessions[len(s.sessions)-1]
+		frames, _, _, _ := last.stats()
+		return len(s.sessions) > 1 && frames >= 5
+	})
+	srv.mu.Lock()
+	last := srv.sessions[len(srv.sessions)-1]
+	srv.mu.Unlock()
+	t.Logf("link back: media again after %s (%d sessions)", time.Since(restored).Round(10*time.Millisecond), len(srv.sessions))
+	if _, _, _, first := last.stats(); !first {
+		t.Error("the first picture after the cut is not a keyframe")
+	}
+	if st, _ := up.Status(); st.State != Up {
+		t.Errorf("state %s after the link returned", st.State)
+	}
 }

@@ -112,7 +112,8 @@ type Status struct {
 	// BitrateKbps is the encoder bitrate the uplink chose (0 while off).
 	BitrateKbps int
 	// EstimateKbps is the latest congestion estimate of the whole
-	// connection (TWCC/GCC, else REMB); 0 when there is none.
+	// connection (TWCC/GCC, else REMB); 0 when there is none. Its changes
+	// alone do not wake Status watchers or call OnStatus.
 	EstimateKbps int
 	// Failures counts failed attempts since media last flowed steadily.
 	Failures int
@@ -191,6 +192,9 @@ func (u *Uplink) update(change func(*Status)) {
 	before := u.status
 	change(&u.status)
 	st := u.status
+	// The estimate moves with every feedback packet; watchers (MQTT
+	// status, the console) are woken only for what they show as changes.
+	before.EstimateKbps = st.EstimateKbps
 	if st == before {
 		u.mu.Unlock()
 		return

@@ -53,6 +53,14 @@ func TestSendsBroadcastAndDeletesOnStop(t *testing.T) {
 		t.Errorf("Content-Type = %q", got)
 	}
 	t.Logf("received %d video frames, %d audio packets", frames, audio)
+	sess.mu.Lock()
+	answer := sess.answer
+	sess.mu.Unlock()
+	for _, want := range []string{"rtx/90000", "transport-cc", "nack"} {
+		if !strings.Contains(strings.ToLower(answer), want) {
+			t.Errorf("the server's answer lacks %s: not negotiated", want)
+		}
+	}
 
 	r.stopLive(t)
 	waitState(ctx, t, up.Uplink, Off)

@@ -58,6 +58,7 @@ type serverSession struct {
 	videoBytes   int
 	audioPackets int
 	deleted      bool
+	answer       string
 	stopREMB     chan struct{}
 	stopREMBOnce sync.Once
 }
@@ -240,7 +241,10 @@ func (s *whipServer) offer(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "application/sdp")
 	w.Header().Set("Location", "/whip/"+sess.id)
 	w.WriteHeader(http.StatusCreated)
-	io.WriteString(w, pc.LocalDescription().SDP)
+	sess.mu.Lock()
+	sess.answer = pc.LocalDescription().SDP
+	sess.mu.Unlock()
+	io.WriteString(w, sess.answer)
 }
 
 func (s *whipServer) sendREMB(sess *serverSession, ssrc uint32, bps int) {
