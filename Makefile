@@ -23,7 +23,7 @@ CROSS_DEBS := gcc-aarch64-linux-gnu gcc-arm-linux-gnueabihf libx264-dev:arm64 li
 TIMINGS := $(CURDIR)/.test-timings
 export TIMINGS
 
-.PHONY: all build run test deps-build deps-test deps-cross check-go vet test-go test-race test-qemu \
+.PHONY: all build run test deps-build deps-test deps-cross check-go vet test-go test-race test-qemu test-fuzz \
 	build-arm64 build-armv7 check-package-build image clean
 
 all: build
@@ -84,6 +84,7 @@ test:
 	@scripts/timed.sh "vet" $(MAKE) --no-print-directory vet
 	@scripts/timed.sh "go test (native)" $(MAKE) --no-print-directory test-go
 	@scripts/timed.sh "go test -race" $(MAKE) --no-print-directory test-race
+	@scripts/timed.sh "fuzz (fixed count)" $(MAKE) --no-print-directory test-fuzz
 	@scripts/timed.sh "browser (chromium)" test/browser/run.sh
 	@scripts/timed.sh "go test arm64+arm (qemu)" $(MAKE) --no-print-directory test-qemu
 	@scripts/timed.sh "build arm64 + armv7" $(MAKE) --no-print-directory build-arm64 build-armv7
@@ -102,6 +103,17 @@ test-go:
 # The packages whose concurrency matters most, under the race detector.
 test-race:
 	$(GO) test -count=1 -race -timeout 10m ./broadcast/... ./whep/... ./web/... ./pipeline/... ./gpio/...
+
+# Every parser of outside input, fuzzed for a fixed number of inputs beyond
+# its seed corpus (the corpus itself runs in every go test).
+FUZZ_COUNT ?= 3000x
+FUZZ_TARGETS := ./ota/bundle:FuzzOpen ./ota/bundle:FuzzDecodeManifest ./ota/tryboot:FuzzParse \
+	./config:FuzzParse ./media/h264:FuzzInspect ./fleet:FuzzParseCommand ./gpio:FuzzParsePin
+test-fuzz:
+	@for t in $(FUZZ_TARGETS); do pkg=$${t%%:*}; fn=$${t##*:}; \
+		echo "fuzz $$pkg $$fn $(FUZZ_COUNT)"; \
+		$(GO) test -run '^$$' -fuzz "^$$fn\$$" -fuzztime $(FUZZ_COUNT) $$pkg >/dev/null || \
+		{ $(GO) test -run '^$$' -fuzz "^$$fn\$$" -fuzztime $(FUZZ_COUNT) $$pkg; exit 1; }; done
 
 # Pure-Go packages built for the Pi's architectures and run under qemu-user
 # (no binfmt_misc here, so go test -exec names the emulator). Unit tests only.
