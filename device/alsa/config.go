@@ -117,6 +117,20 @@ type DeviceInfo struct {
 	Default bool
 }
 
+// Hardware reports whether the device is a sound card's capture device
+// (miniaudio's ":card,device" ids) rather than a PCM that ALSA always lists,
+// such as "null" or "default". audio.source: auto takes any hardware capture
+// device as "there is a microphone"; a Pi's own cards (headphones, HDMI) are
+// playback only and never appear in the capture list.
+func (d DeviceInfo) Hardware() bool {
+	rest, ok := strings.CutPrefix(d.ID, ":")
+	if !ok {
+		return false
+	}
+	_, _, ok = parseCardRef(rest, nil)
+	return ok
+}
+
 // String formats the device for logs and error messages.
 func (d DeviceInfo) String() string {
 	if d.Name == "" || d.Name == d.ID {

@@ -116,6 +116,16 @@ func TestMatchDevice(t *testing.T) {
 	}
 }
 
+func TestHardware(t *testing.T) {
+	for id, want := range map[string]bool{
+		":1,0": true, ":0,3": true, "default": false, "null": false, "onairtest": false, ":": false, ":x,0": false,
+	} {
+		if got := (DeviceInfo{ID: id}).Hardware(); got != want {
+			t.Errorf("DeviceInfo{ID: %q}.Hardware() = %v, want %v", id, got, want)
+		}
+	}
+}
+
 func FuzzParseCardRef(f *testing.F) {
 	cards := parseCards(procCards)
 	for _, s := range []string{"1", "hw:1", "hw:1,0", "plughw:0,3", "hw:", ",", "-1", "hw:1,-2", "USB", "hw:CARD=Device,DEV=1", "CARD=,DEV="} {
