@@ -69,7 +69,9 @@ func (b Backoff) Delay(attempt int, r float64) time.Duration {
 
 // Options configure an uplink.
 type Options struct {
-	// URL is the WHIP endpoint (uplink.whip_url).
+	// URL is the WHIP endpoint (uplink.whip_url). A user and password in it
+	// (https://user:pass@host/...) are sent as Basic auth, which MediaMTX's
+	// internal users need; logs and errors never show the password.
 	URL string
 	// BearerToken is sent as Authorization: Bearer when set.
 	BearerToken string
@@ -143,8 +145,12 @@ const stableAfter = 10 * time.Second
 // New checks the options and makes an uplink in state off.
 func New(opt Options) (*Uplink, error) {
 	endpoint, err := url.Parse(opt.URL)
-	if err != nil || (endpoint.Scheme != "http" && endpoint.Scheme != "https") || endpoint.Host == "" {
-		return nil, fmt.Errorf("uplink: WHIP URL %q is not an http(s) URL", opt.URL)
+	if err != nil {
+		return nil, fmt.Errorf("uplink: WHIP URL: %w", err)
+	}
+	if (endpoint.Scheme != "http" && endpoint.Scheme != "https") || endpoint.Host == "" {
+		// Redacted: the URL may carry a password (Basic auth for MediaMTX).
+		return nil, fmt.Errorf("uplink: WHIP URL %q is not an http(s) URL", endpoint.Redacted())
 	}
 	if opt.Hub == nil {
 		return nil, errors.New("uplink: no hub")
@@ -314,7 +320,7 @@ func (u *Uplink) attempt(ctx context.Context, ctrl *controller) (time.Duration, 
 	}
 	defer s.close()
 	upAt := u.clock.Now()
-	u.log.Info("uplink up", "url", u.opt.URL, "bitrate_kbps", ctrl.chosenKbps)
+	u.log.Info("uplink up", "url", u.endpoint.Redacted(), "bitrate_kbps", ctrl.chosenKbps)
 	u.update(func(st *Status) {
 		st.State, st.Error, st.DownSince = Up, "", time.Time{}
 	})

@@ -2,6 +2,7 @@ package uplink
 
 import (
 	"context"
+	"encoding/base64"
 	"net/http"
 	"runtime"
 	"slices"
@@ -285,5 +286,32 @@ func TestNewRefusesBadOptions(t *testing.T) {
 		if _, err := New(opt); err == nil {
 			t.Errorf("New(%+v) accepted", opt)
 		}
+	}
+}
+
+// A user and password in the URL go out as Basic auth (MediaMTX's internal
+// users), on the offer and on the DELETE, and stay out of the status.
+func TestBasicAuthFromURL(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	srv := newWHIPServer(t, "", nil)
+	r := newRig(t, 300)
+	up := startUplink(t, Options{
+		URL: strings.Replace(srv.url(), "http://", "http://cam:pa55@", 1), Hub: r.hub,
+		MinBitrateKbps: 200, MaxBitrateKbps: 500,
+	})
+	r.goLive(t)
+	waitState(ctx, t, up.Uplink, Up)
+	srv.waitFrames(ctx, 1)
+	r.stopLive(t)
+	srv.wait(ctx, "DELETE", func(s *whipServer) bool { return len(s.deletes) == 1 })
+	want := "Basic " + base64.StdEncoding.EncodeToString([]byte("cam:pa55"))
+	srv.mu.Lock()
+	defer srv.mu.Unlock()
+	if got := srv.posts[0].Get("Authorization"); got != want {
+		t.Errorf("offer Authorization = %q, want %q", got, want)
+	}
+	if got := srv.deleteAuth[0]; got != want {
+		t.Errorf("DELETE Authorization = %q, want %q", got, want)
 	}
 }

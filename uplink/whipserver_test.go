@@ -30,20 +30,22 @@ type whipServer struct {
 	net   transport.Net // nil: the host's network
 	api   *webrtc.API
 
-	mu       sync.Mutex
-	addr     string
-	ln       net.Listener
-	srv      *http.Server
-	refuse   int  // status code for the next POSTs, 0 = accept
-	garbage  bool // answer with something that is not SDP
-	hang     bool // never answer
-	remb     int  // bitrate to announce by REMB every 200 ms, 0 = none
-	posts    []http.Header
-	deletes  []string
-	sessions []*serverSession
-	changed  chan struct{}
-	quit     chan struct{} // closed by stop: hanging handlers return
-	wg       sync.WaitGroup
+	mu      sync.Mutex
+	addr    string
+	ln      net.Listener
+	srv     *http.Server
+	refuse  int  // status code for the next POSTs, 0 = accept
+	garbage bool // answer with something that is not SDP
+	hang    bool // never answer
+	remb    int  // bitrate to announce by REMB every 200 ms, 0 = none
+	posts   []http.Header
+	deletes []string
+	// deleteAuth is the Authorization header of each DELETE.
+	deleteAuth []string
+	sessions   []*serverSession
+	changed    chan struct{}
+	quit       chan struct{} // closed by stop: hanging handlers return
+	wg         sync.WaitGroup
 }
 
 // serverSession is what one accepted offer received.
@@ -304,6 +306,7 @@ func (s *whipServer) delete(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.deletes = append(s.deletes, r.PathValue("id"))
+	s.deleteAuth = append(s.deleteAuth, r.Header.Get("Authorization"))
 	for _, sess := range s.sessions {
 		if sess.id == r.PathValue("id") {
 			sess.mu.Lock()
