@@ -56,7 +56,7 @@ type Hub interface {
 type Backoff struct {
 	Initial time.Duration // default 1 s
 	Max     time.Duration // default 30 s
-	Jitter  float64       // default 0.2
+	Jitter  float64       // default 0.2; negative: none
 }
 
 // Delay is the wait before retry number attempt (0 for the first retry);
