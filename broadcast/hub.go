@@ -129,6 +129,13 @@ func (h *Hub) GoLive(ctx context.Context, opt LiveOptions) (Status, error) {
 		h.mu.Unlock()
 		return Status{}, ErrBusy
 	}
+	// Ask for the keyframe before the state says going_live, so that the
+	// keyframe which takes the box live also clears the request (Publish)
+	// and no second one follows it. Going live is never held back by the
+	// spacing.
+	h.keyMu.Lock()
+	h.keyForceNow = true
+	h.keyMu.Unlock()
 	h.broadcast++
 	id := fmt.Sprintf("%s-%d", h.opt.WallClock().UTC().Format("20060102T150405Z"), h.broadcast)
 	h.live = make(chan struct{})
@@ -140,10 +147,6 @@ func (h *Hub) GoLive(ctx context.Context, opt LiveOptions) (Status, error) {
 		*s = Status{State: GoingLive, BroadcastID: id, Title: opt.Title}
 	})
 	h.mu.Unlock()
-
-	h.keyMu.Lock()
-	h.keyForceNow = true // going live is never held back by the spacing
-	h.keyMu.Unlock()
 
 	timer := time.NewTimer(h.opt.GoLiveTimeout)
 	defer timer.Stop()
@@ -280,6 +283,11 @@ func (h *Hub) Publish(sample media.Sample) {
 		if h.status.State == GoingLive {
 			h.setLocked(func(s *Status) { s.State = Live; s.LiveSince = h.opt.WallClock(); s.Error = "" })
 			close(h.live)
+			// This keyframe (forced for going live, or one already on its
+			// way for a viewer) takes the box live: no second one.
+			h.keyMu.Lock()
+			h.keyForceNow = false
+			h.keyMu.Unlock()
 		}
 		state = h.status.State
 		h.mu.Unlock()

@@ -406,3 +406,26 @@ func TestConcurrentPublishAndSinks(t *testing.T) {
 		t.Fatalf("%d sinks left after all closed", c.Sinks)
 	}
 }
+
+// TestKeyframeInFlightTakesTheBoxLive: a keyframe encoded for a viewer's
+// request that is published while going live is the going-live keyframe;
+// no second keyframe is forced right behind it.
+func TestKeyframeInFlightTakesTheBoxLive(t *testing.T) {
+	hub := New(Options{KeyframeMinInterval: 150 * time.Millisecond})
+	hub.RequestKeyframe()
+	if !hub.KeyframeDue(0) { // the encoder starts an IDR for the request
+		t.Fatal("request not served")
+	}
+	done := make(chan error)
+	go func() { _, err := hub.GoLive(context.Background(), LiveOptions{}); done <- err }()
+	for st, _ := hub.Status(); st.State != GoingLive; st, _ = hub.Status() {
+		time.Sleep(time.Millisecond)
+	}
+	hub.Publish(keyframe(0, true)) // the IDR in flight lands while going live
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if hub.KeyframeDue(33 * time.Millisecond) {
+		t.Fatal("a second keyframe was forced right after the one that took the box live")
+	}
+}
