@@ -2,6 +2,7 @@ package uplink
 
 import (
 	"context"
+	"math/rand/v2"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -95,6 +96,8 @@ type virtualPath struct {
 	box, server *vnet.Net
 	bucket      *vnet.TBFQueue
 	cut         atomic.Bool
+	// lossPercent drops that share of packets, both ways, at random.
+	lossPercent atomic.Int32
 }
 
 func newVirtualPath(t *testing.T, bps int) *virtualPath {
@@ -105,7 +108,9 @@ func newVirtualPath(t *testing.T, bps int) *virtualPath {
 	if err != nil {
 		t.Fatal(err)
 	}
-	wan.AddChunkFilter(func(vnet.Chunk) bool { return !p.cut.Load() })
+	wan.AddChunkFilter(func(vnet.Chunk) bool {
+		return !p.cut.Load() && rand.IntN(100) >= int(p.lossPercent.Load())
+	})
 	if p.box, err = vnet.NewNet(&vnet.NetConfig{StaticIPs: []string{"10.0.0.2"}}); err != nil {
 		t.Fatal(err)
 	}
@@ -176,5 +181,54 @@ func TestLinkCutReconnects(t *testing.T) {
 	}
 	if st, _ := up.Status(); st.State != Up {
 		t.Errorf("state %s after the link returned", st.State)
+	}
+}
+
+// Five percent of packets are lost at random, both ways: NACK and RTX
+// repair nearly all of them, without a keyframe per loss.
+func TestLossRepairedByRTX(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs for about ten seconds of real time")
+	}
+	path := newVirtualPath(t, 100_000_000)
+	ctx, cancel := context.WithTimeout(context.Background(), 40*time.Second)
+	defer cancel()
+	srv := newWHIPServer(t, "", path.server)
+	r := newRig(t, 800)
+	up := startUplink(t, Options{
+		URL: srv.url(), Hub: r.hub, MinBitrateKbps: 200, MaxBitrateKbps: 800, StartBitrateKbps: 800,
+		SetBitrate: r.pub.SetBitrate, Net: path.box,
+	})
+	r.goLive(t)
+	waitState(ctx, t, up.Uplink, Up)
+	sess := srv.waitFrames(ctx, 30)
+	keyframesBefore := r.pub.keyframes.Load()
+
+	path.lossPercent.Store(5)
+	from := sess.lastSeq()
+	select {
+	case <-time.After(6 * time.Second):
+	case <-ctx.Done():
+		t.Fatal(ctx.Err())
+	}
+	// Packets near the end may still be on their way back as RTX.
+	to := sess.lastSeq() - 200
+	path.lossPercent.Store(0)
+	time.Sleep(time.Second)
+	sent, missing := sess.missing(from, to)
+	keyframes := r.pub.keyframes.Load() - keyframesBefore
+	t.Logf("5 %% loss for 6 s: %d of %d video packets missing after repair (%.2f %%), %d keyframes meanwhile",
+		missing, sent, 100*float64(missing)/float64(sent), keyframes)
+	if sent < 300 {
+		t.Fatalf("only %d packets in the window", sent)
+	}
+	if float64(missing) > 0.01*float64(sent) {
+		t.Errorf("%d of %d packets missing: NACK/RTX did not repair the loss", missing, sent)
+	}
+	if keyframes > 4 { // the regular one every 2 s, and one to spare
+		t.Errorf("%d keyframes in 6 s of loss: losses were repaired by keyframes", keyframes)
+	}
+	if st, _ := up.Status(); st.State != Up {
+		t.Errorf("state %s under loss", st.State)
 	}
 }

@@ -102,9 +102,20 @@ func (u *Uplink) newAPI(startKbps int, estimator *cc.BandwidthEstimator) (*webrt
 		}
 	}
 	ir := &interceptor.Registry{}
-	// The estimator sees every packet before the NACK responder, so
-	// retransmissions count against the estimate too. Pacing is left to
-	// the encoder, which follows the estimate.
+	// Order matters: the first registered sits closest to the network. The
+	// NACK responder goes first so that its retransmissions, which carry
+	// the RTX SSRC, go straight out: behind the congestion controller they
+	// would hit its pacer, which knows only the media SSRC and drops them
+	// (pion interceptor v0.1.51). The estimator then sees every first
+	// transmission with the transport-wide sequence number the TWCC
+	// interceptor (registered last, outermost) gave it.
+	if err := webrtc.ConfigureNack(m, ir); err != nil {
+		return nil, fmt.Errorf("NACK: %w", err)
+	}
+	if err := webrtc.ConfigureRTCPReports(ir); err != nil {
+		return nil, fmt.Errorf("RTCP reports: %w", err)
+	}
+	// Pacing is left to the encoder, which follows the estimate.
 	bwe, err := cc.NewInterceptor(func() (cc.BandwidthEstimator, error) {
 		kbps := float64(startKbps) / videoShare
 		return gcc.NewSendSideBWE(
@@ -119,12 +130,6 @@ func (u *Uplink) newAPI(startKbps int, estimator *cc.BandwidthEstimator) (*webrt
 	}
 	bwe.OnNewPeerConnection(func(_ string, e cc.BandwidthEstimator) { *estimator = e })
 	ir.Add(bwe)
-	if err := webrtc.ConfigureNack(m, ir); err != nil {
-		return nil, fmt.Errorf("NACK: %w", err)
-	}
-	if err := webrtc.ConfigureRTCPReports(ir); err != nil {
-		return nil, fmt.Errorf("RTCP reports: %w", err)
-	}
 	if err := webrtc.ConfigureTWCCHeaderExtensionSender(m, ir); err != nil {
 		return nil, fmt.Errorf("TWCC: %w", err)
 	}

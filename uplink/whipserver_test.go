@@ -60,6 +60,8 @@ type serverSession struct {
 	videoBytes   int
 	audioPackets int
 	deleted      bool
+	seen         map[uint16]bool // video sequence numbers received
+	last         uint16
 	answer       string
 	stopREMB     chan struct{}
 	stopREMBOnce sync.Once
@@ -69,6 +71,27 @@ func (s *serverSession) stats() (frames, keyframes, audio int, firstIsKey bool) 
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.frames, s.keyframes, s.audioPackets, s.firstIsKey
+}
+
+// lastSeq is the newest video sequence number received.
+func (s *serverSession) lastSeq() uint16 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.last
+}
+
+// missing counts the video sequence numbers from..to (wrapping) never
+// received.
+func (s *serverSession) missing(from, to uint16) (total, missing int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for seq := from; seq != to; seq++ {
+		total++
+		if !s.seen[seq] {
+			missing++
+		}
+	}
+	return total, missing
 }
 
 func (s *serverSession) bytes() int {
@@ -275,6 +298,13 @@ func (s *whipServer) readVideo(sess *serverSession, tr *webrtc.TrackRemote) {
 		}
 		sess.mu.Lock()
 		sess.videoBytes += len(pkt.Payload)
+		if sess.seen == nil {
+			sess.seen = map[uint16]bool{}
+		}
+		sess.seen[pkt.SequenceNumber] = true
+		if int16(pkt.SequenceNumber-sess.last) > 0 || len(sess.seen) == 1 {
+			sess.last = pkt.SequenceNumber
+		}
 		sess.mu.Unlock()
 		nal, err := depacketizer.Unmarshal(pkt.Payload)
 		if err != nil {
