@@ -12,6 +12,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"github.com/pion/ice/v4"
 	"github.com/pion/interceptor"
@@ -304,9 +305,13 @@ func (e *StatusError) Error() string {
 }
 
 func errorBody(body []byte) string {
-	text := strings.Join(strings.Fields(string(body)), " ")
+	text := strings.Join(strings.Fields(strings.ToValidUTF8(string(body), "\uFFFD")), " ")
 	if len(text) > maxErrorBody {
-		text = text[:maxErrorBody] + "..."
+		cut := maxErrorBody
+		for cut > 0 && !utf8.RuneStart(text[cut]) { // never half a character
+			cut--
+		}
+		text = text[:cut] + "..."
 	}
 	return text
 }

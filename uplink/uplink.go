@@ -213,7 +213,7 @@ func (u *Uplink) update(change func(*Status)) {
 	}
 }
 
-// Run follows the hub until ctx ends: each time the broadcast goes live it
+// Run follows the hub until ctx ends (one Run at a time per Uplink): each time the broadcast goes live it
 // connects to the WHIP server and sends until the broadcast stops
 // (DELETE of the session), reconnecting after failures. It returns nil
 // when ctx ends, having ended the session.
