@@ -296,6 +296,8 @@ type StatusError struct {
 	Body string
 }
 
+// Error is the one sentence the status shows: code, its meaning, and the
+// start of what the server said.
 func (e *StatusError) Error() string {
 	msg := fmt.Sprintf("the media server refused the stream: HTTP %d %s", e.Code, http.StatusText(e.Code))
 	if e.Body != "" {

@@ -107,6 +107,7 @@ type Options struct {
 
 // Status is a snapshot of the uplink, for the status document and metrics.
 type Status struct {
+	// State is off, connecting, up or retrying.
 	State State
 	// Error is why the last attempt failed; kept while retrying and
 	// connecting again, cleared when media flows.
