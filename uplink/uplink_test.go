@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/onair/onair/broadcast"
+	"github.com/onair/onair/media"
 )
 
 // A live broadcast reaches the server with the bearer token, the first
@@ -102,6 +103,7 @@ func TestReconnectsWithBackoff(t *testing.T) {
 		SetBitrate: r.pub.SetBitrate, OnStatus: log.add, Clock: clock,
 		Backoff: Backoff{Initial: time.Second, Max: 4 * time.Second, Jitter: 0.2},
 	})
+	viewer := watchViewer(t, r)
 	r.goLive(t)
 
 	// 503 three times: 1 s, 2 s, 4 s (each ±20 %).
@@ -148,6 +150,8 @@ func TestReconnectsWithBackoff(t *testing.T) {
 	if st, _ := up.Status(); st.Error != "" || !st.DownSince.IsZero() {
 		t.Errorf("up again but status keeps the failure: %+v", st)
 	}
+
+	viewer.check(t)
 
 	states := log.states()
 	want := []State{Connecting, Retrying, Connecting, Retrying, Connecting, Retrying, Connecting, Up, Retrying, Connecting, Up}
@@ -313,5 +317,53 @@ func TestBasicAuthFromURL(t *testing.T) {
 	}
 	if got := srv.deleteAuth[0]; got != want {
 		t.Errorf("DELETE Authorization = %q, want %q", got, want)
+	}
+}
+
+// viewerWatch is a local viewer's sink beside the uplink: it must receive
+// every picture, whatever the uplink goes through.
+type viewerWatch struct {
+	hub    *broadcast.Hub
+	cancel context.CancelFunc
+	done   chan struct{}
+	frames int
+	gaps   int
+}
+
+func watchViewer(t *testing.T, r *rig) *viewerWatch {
+	ctx, cancel := context.WithCancel(context.Background())
+	v := &viewerWatch{hub: r.hub, cancel: cancel, done: make(chan struct{})}
+	sink := r.hub.AddSink(broadcast.SinkOptions{Name: "whep"})
+	go func() {
+		defer close(v.done)
+		defer sink.Close()
+		var last time.Duration
+		for {
+			s, err := sink.Next(ctx)
+			if err != nil {
+				return
+			}
+			if s.Kind != media.Video {
+				continue
+			}
+			if d := s.Capture - last; v.frames > 0 && (d-time.Second/30).Abs() > time.Millisecond {
+				v.gaps++
+			}
+			last = s.Capture
+			v.frames++
+		}
+	}()
+	t.Cleanup(func() { cancel(); <-v.done })
+	return v
+}
+
+func (v *viewerWatch) check(t *testing.T) {
+	t.Helper()
+	v.cancel()
+	<-v.done
+	dropped := v.hub.Counters().Dropped["whep"]
+	t.Logf("local viewer: %d pictures, %d gaps, %d dropped", v.frames, v.gaps, dropped)
+	if v.frames == 0 || v.gaps > 0 || dropped > 0 {
+		t.Errorf("the local viewer noticed the uplink's trouble: %d pictures, %d gaps, %d dropped", v.frames, v.gaps, dropped)
 	}
 }
