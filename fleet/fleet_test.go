@@ -89,8 +89,8 @@ func TestStatusRetainedAndCoalesced(t *testing.T) {
 
 	// A state change goes out without the clock moving.
 	bx.n.update(true, func(d *status.Document) { d.State = "idle"; d.LiveSince = nil })
-	if got := decode[status.Document](t, obs.next(statusTopic).Payload); got.State != "idle" {
-		t.Fatalf("state %q after a change, want idle", got.State)
+	if m2 := obs.next(statusTopic); decode[status.Document](t, m2.Payload).State != "idle" {
+		t.Fatalf("after a change %+v, want idle; first was %+v; stats %+v; observer connects %d", m2, m, bx.Stats(), obs.connects.Load())
 	}
 
 	// Unsignalled changes: nothing until the second is over, then one

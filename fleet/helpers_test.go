@@ -38,6 +38,7 @@ const patience = 5 * time.Second
 // broker is mochi-mqtt in process on a loopback port.
 type broker struct {
 	srv  *mochi.Server
+	ln   net.Listener
 	addr string
 }
 
@@ -70,20 +71,32 @@ func startBroker(t *testing.T, addr string) *broker {
 	if err := srv.Serve(); err != nil {
 		t.Fatal(err)
 	}
-	b := &broker{srv: srv, addr: ln.Addr().String()}
+	b := &broker{srv: srv, ln: ln, addr: ln.Addr().String()}
 	t.Cleanup(b.stop)
 	return b
 }
 
 func (b *broker) url() string { return "tcp://" + b.addr }
 
-var errStopped = errors.New("stopped")
+var errStopped = errors.New("broker stopped by the test")
 
+// stop ends the broker. mochi v2.7.9's Close deadlocks when a client goes
+// away at the same moment (Clients.GetByListener takes the read lock twice
+// while Delete waits for the write lock), so the clients are dropped and
+// gone before Close runs.
 func (b *broker) stop() {
-	if b.srv != nil {
-		_ = b.srv.Close()
-		b.srv = nil
+	if b.srv == nil {
+		return
 	}
+	_ = b.ln.Close()
+	for _, cl := range b.srv.Clients.GetAll() {
+		cl.Stop(errStopped)
+	}
+	for deadline := time.Now().Add(patience); b.srv.Clients.Len() > 0 && time.Now().Before(deadline); {
+		time.Sleep(time.Millisecond)
+	}
+	_ = b.srv.Close()
+	b.srv = nil
 }
 
 // received is one message an observer saw.
@@ -100,6 +113,9 @@ type observer struct {
 	c     mqtt.Client
 	msgs  chan received
 	stash []received // seen but not yet asked for, in arrival order
+	// connects counts the observer's own connections (reconnects re-read
+	// retained messages).
+	connects atomic.Int32
 }
 
 // watch connects an observer subscribed to filters; it reconnects and
@@ -107,25 +123,34 @@ type observer struct {
 func watch(t *testing.T, brokerURL string, filters ...string) *observer {
 	t.Helper()
 	o := &observer{t: t, msgs: make(chan received, 4096)}
-	subs := map[string]byte{}
+	id := fmt.Sprintf("observer-%d", time.Now().UnixNano())
+	probe := "test/probe/" + id
+	subs := map[string]byte{probe: 1}
 	for _, f := range filters {
 		subs[f] = 1
 	}
-	ready := make(chan struct{}, 16)
-	opts := mqtt.NewClientOptions().AddBroker(brokerURL).
-		SetClientID(fmt.Sprintf("observer-%d", time.Now().UnixNano())).
+	probed := make(chan struct{}, 16)
+	opts := mqtt.NewClientOptions().AddBroker(brokerURL).SetClientID(id).
 		SetAutoReconnect(true).SetMaxReconnectInterval(100 * time.Millisecond).
 		SetConnectRetry(true).SetConnectRetryInterval(50 * time.Millisecond).
 		SetOnConnectHandler(func(c mqtt.Client) {
+			o.connects.Add(1)
 			c.SubscribeMultiple(subs, func(_ mqtt.Client, m mqtt.Message) {
+				if m.Topic() == probe {
+					probed <- struct{}{}
+					return
+				}
 				o.msgs <- received{Topic: m.Topic(), Payload: string(m.Payload()), Retained: m.Retained(), QoS: m.Qos()}
 			}).Wait()
-			ready <- struct{}{}
+			// The broker sends retained messages after the SUBACK; once our
+			// own probe comes back, that is over, and whatever arrives from
+			// now on is a live publish.
+			c.Publish(probe, 1, false, "probe")
 		})
 	o.c = mqtt.NewClient(opts)
 	o.c.Connect()
 	select {
-	case <-ready:
+	case <-probed:
 	case <-time.After(patience):
 		t.Fatal("observer did not connect")
 	}

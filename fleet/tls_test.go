@@ -99,7 +99,8 @@ func startSecureBroker(t *testing.T, p pki) string {
 	if err := srv.Serve(); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = srv.Close() })
+	b := &broker{srv: srv, ln: ln, addr: ln.Addr().String()}
+	t.Cleanup(b.stop)
 	return "ssl://" + ln.Addr().String()
 }
 
