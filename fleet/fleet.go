@@ -80,6 +80,10 @@ type Options struct {
 	// BootID names this run of the daemon in events (their seq starts at 1
 	// with it); empty: a random one.
 	BootID string
+	// OutboxDir keeps events and replies that wait for the broker on disk,
+	// so they survive a daemon restart (<data_dir>/mqtt-outbox on the data
+	// partition); empty: in memory only.
+	OutboxDir string
 	// MinBackoff and MaxBackoff bound the wait between connection attempts;
 	// zero: 1 s and 2 min.
 	MinBackoff, MaxBackoff time.Duration
@@ -205,10 +209,14 @@ func New(opt Options) (*Client, error) {
 	}
 	var seed [16]byte
 	_, _ = rand.Read(seed[:])
+	box, err := newOutbox(outboxMax, opt.OutboxDir)
+	if err != nil {
+		return nil, err
+	}
 	return &Client{
 		opt: opt, log: opt.Logger.With("component", "fleet"), clock: opt.Clock,
 		topics: newTopics(cfg.BaseTopic, opt.DeviceID, cfg.Groups), bootID: opt.BootID,
-		outbox:      newOutbox(outboxMax),
+		outbox:      box,
 		inbound:     make(chan inbound, inboundMax),
 		haOnline:    make(chan struct{}, 1),
 		staleWill:   make(chan struct{}, 1),
@@ -584,7 +592,9 @@ func (c *Client) reply(r Reply) {
 		c.log.Error("mqtt reply not encoded", "error", err)
 		return
 	}
-	c.outbox.push(message{topic: c.topics.reply, payload: payload})
+	if err := c.outbox.push(message{topic: c.topics.reply, payload: payload}); err != nil {
+		c.log.Warn("mqtt reply kept in memory only", "error", err)
+	}
 }
 
 // outboxLoop publishes queued events and replies one at a time, in order,

@@ -47,8 +47,9 @@ const tsLayout = "2006-01-02T15:04:05.000Z07:00"
 // Event publishes an event (QoS 1, not retained) with its type, the time,
 // this run's boot id and the next sequence number, plus the given fields
 // (which must not use those four names). Events wait in the outbox while
-// the broker is away and arrive in order. Safe for concurrent use, also
-// before Run.
+// the broker is away and arrive in order; with Options.OutboxDir Event
+// returns once the event is on disk. Safe for concurrent use, also before
+// Run.
 func (c *Client) Event(typ string, fields map[string]any) error {
 	if typ == "" {
 		return errors.New("fleet: event without a type")
@@ -74,7 +75,9 @@ func (c *Client) Event(typ string, fields map[string]any) error {
 		return fmt.Errorf("fleet: encode event %s: %w", typ, err)
 	}
 	c.seq++
-	c.outbox.push(message{topic: c.topics.event, payload: payload})
+	if err := c.outbox.push(message{topic: c.topics.event, payload: payload}); err != nil {
+		return fmt.Errorf("event %s queued in memory only: %w", typ, err)
+	}
 	return nil
 }
 
