@@ -17,6 +17,7 @@ import (
 
 	"github.com/pion/ice/v4"
 	"github.com/pion/interceptor"
+	"github.com/pion/interceptor/pkg/nack"
 	"github.com/pion/rtcp"
 	"github.com/pion/sdp/v3"
 	"github.com/pion/webrtc/v4"
@@ -93,7 +94,11 @@ func New(hub *broadcast.Hub, opt Options) (*Server, error) {
 		return nil, fmt.Errorf("whep: register codecs: %w", err)
 	}
 	ir := &interceptor.Registry{}
-	if err := webrtc.RegisterDefaultInterceptors(m, ir); err != nil {
+	// 128 packets of history per video stream: half a second of 720p at
+	// 2.5 Mbit/s, more than a NACK round trip on Wi-Fi needs; pion's
+	// default of 1024 copies cost over a megabyte per viewer.
+	if err := webrtc.RegisterDefaultInterceptorsWithOptions(m, ir,
+		webrtc.WithNackResponderOptions(nack.ResponderSize(128))); err != nil {
 		return nil, fmt.Errorf("whep: register interceptors: %w", err)
 	}
 	se := webrtc.SettingEngine{}

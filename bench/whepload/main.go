@@ -8,6 +8,8 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"io"
+	"net/http"
 	"log/slog"
 	"os"
 	"sort"
@@ -66,6 +68,7 @@ func run(url string, n int, stagger, duration time.Duration, pid int) error {
 	time.Sleep(duration)
 	cpu1, t1 := cpuTicks(pid), time.Now()
 	rss := rssBytes(pid)
+	heap := metric(strings.TrimSuffix(url, "/api/whep")+"/metrics", "go_memstats_heap_inuse_bytes")
 
 	results := make([]result, n)
 	for i, c := range clients {
@@ -103,8 +106,29 @@ func run(url string, n int, stagger, duration time.Duration, pid int) error {
 	if pid > 0 {
 		fmt.Printf(" daemon_cpu_pct=%.1f daemon_rss_mb=%.1f", float64(cpu1-cpu0)/100/secs*100, float64(rss)/(1<<20))
 	}
+	if heap > 0 {
+		fmt.Printf(" daemon_heap_inuse_mb=%.1f", heap/(1<<20))
+	}
 	fmt.Println()
 	return nil
+}
+
+// metric reads one unlabelled value from a Prometheus text endpoint; 0 if
+// it cannot.
+func metric(url, name string) float64 {
+	resp, err := http.Get(url)
+	if err != nil {
+		return 0
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	for _, line := range strings.Split(string(body), "\n") {
+		if f := strings.Fields(line); len(f) == 2 && f[0] == name {
+			v, _ := strconv.ParseFloat(f[1], 64)
+			return v
+		}
+	}
+	return 0
 }
 
 func pct(d []time.Duration, p float64) string {

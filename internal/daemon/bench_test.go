@@ -9,8 +9,15 @@ import (
 	"testing"
 	"time"
 
+	"github.com/onair/onair/config"
 	"github.com/onair/onair/internal/whepclient"
 )
+
+// hd is the box's default picture: 1280x720 at 30 fps, 2.5 Mbit/s.
+func hd(c *config.Config) {
+	d := config.Default()
+	c.Video.Width, c.Video.Height, c.Video.BitrateKbps = d.Video.Width, d.Video.Height, d.Video.BitrateKbps
+}
 
 func percentile(d []time.Duration, p float64) time.Duration {
 	s := append([]time.Duration(nil), d...)
@@ -26,7 +33,7 @@ func reportLatency(b *testing.B, name string, d []time.Duration) {
 // BenchmarkGoLive measures POST /api/live -> first keyframe at a viewer that
 // was connected while idle, at 720p30 with x264.
 func BenchmarkGoLive(b *testing.B) {
-	r := start(b, nil)
+	r := start(b, hd)
 	ctx := context.Background()
 	client, err := whepclient.Dial(ctx, r.base+"/api/whep", whepclient.Options{})
 	if err != nil {
@@ -67,7 +74,7 @@ func BenchmarkGoLive(b *testing.B) {
 // keyframe, with the 2 s regular keyframe interval (so a fast join is a
 // forced keyframe, not luck).
 func BenchmarkJoinLive(b *testing.B) {
-	r := start(b, nil)
+	r := start(b, hd)
 	ctx := context.Background()
 	req, _ := http.NewRequest(http.MethodPost, r.base+"/api/live", nil)
 	req.Header.Set("Authorization", "Bearer "+r.token)
