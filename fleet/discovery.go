@@ -71,7 +71,6 @@ func (c *Client) discovery() (topic string, payload []byte, err error) {
 		}
 		return entity("sensor", key, name, m)
 	}
-	base := c.topics.status[:len(c.topics.status)-len("/status")]
 	components := map[string]any{
 		"live": entity("binary_sensor", "live", "Live", map[string]any{
 			"state_topic":    c.topics.status,
@@ -100,10 +99,10 @@ func (c *Client) discovery() (topic string, payload []byte, err error) {
 		}),
 		// Buttons send a fixed payload without id: never de-duplicated.
 		"go_live": entity("button", "go_live", "Go live", map[string]any{
-			"command_topic": base + "/cmd/live", "payload_press": "{}", "icon": "mdi:broadcast",
+			"command_topic": c.topics.own + "/cmd/live", "payload_press": "{}", "icon": "mdi:broadcast",
 		}),
 		"stop": entity("button", "stop", "Stop", map[string]any{
-			"command_topic": base + "/cmd/stop", "payload_press": "{}", "icon": "mdi:stop",
+			"command_topic": c.topics.own + "/cmd/stop", "payload_press": "{}", "icon": "mdi:stop",
 		}),
 		// The box has no update server to ask: latest is what it runs, and
 		// an install started with the ota command shows as in progress.

@@ -28,6 +28,7 @@ import (
 
 	mqtt "github.com/eclipse/paho.mqtt.golang"
 
+	"github.com/onair/onair/broadcast"
 	"github.com/onair/onair/config"
 	"github.com/onair/onair/status"
 )
@@ -225,6 +226,14 @@ func New(opt Options) (*Client, error) {
 		connChanged: make(chan struct{}),
 		rnd:         mrand.New(mrand.NewPCG(binary.LittleEndian.Uint64(seed[:8]), binary.LittleEndian.Uint64(seed[8:]))),
 	}, nil
+}
+
+// HubChanges adapts broadcast.Hub.Status to Options.Changes.
+func HubChanges(h *broadcast.Hub) func() <-chan struct{} {
+	return func() <-chan struct{} {
+		_, changed := h.Status()
+		return changed
+	}
 }
 
 // checkDeviceID refuses ids that would collide with the fleet-wide topics

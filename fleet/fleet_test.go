@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/onair/onair/broadcast"
 	"github.com/onair/onair/config"
 	"github.com/onair/onair/status"
 )
@@ -257,5 +258,18 @@ func TestDiscoveryResentWhenHomeAssistantStarts(t *testing.T) {
 	}, "discovery after Home Assistant's birth message")
 	if m := obs.next(topic); !strings.Contains(m.Payload, `"cmps"`) {
 		t.Fatalf("discovery %s", m.Payload)
+	}
+}
+
+// TestHubChanges: the adapter hands out the hub's change channel, which a
+// real state change closes.
+func TestHubChanges(t *testing.T) {
+	hub := broadcast.New(broadcast.Options{})
+	changes := HubChanges(hub)()
+	hub.SetTitle("new")
+	select {
+	case <-changes:
+	case <-time.After(patience):
+		t.Fatal("change channel not closed by a title change")
 	}
 }

@@ -14,6 +14,7 @@ const haStatusTopic = "homeassistant/status"
 
 // topics are the box's topic names.
 type topics struct {
+	own                                           string // <base>/<id>
 	availability, status, telemetry, event, reply string
 	commandFilters                                []string
 	deviceID                                      string
@@ -22,6 +23,7 @@ type topics struct {
 func newTopics(base, deviceID string, groups []string) topics {
 	own := base + "/" + deviceID
 	t := topics{
+		own:          own,
 		availability: own + "/availability", status: own + "/status", telemetry: own + "/telemetry",
 		event: own + "/event", reply: own + "/reply", deviceID: deviceID,
 		commandFilters: []string{own + "/cmd/+", base + "/fleet/cmd/+"},
