@@ -250,3 +250,63 @@ func TestMosquittoContract(t *testing.T) {
 		t.Fatalf("after a clean stop availability: retained=%v %q", retained, p)
 	}
 }
+
+// TestMosquittoOutage: Mosquitto is killed; while it is down the box raises
+// events, and the daemon is even restarted; when the broker is back every
+// event arrives once, in order (seq per boot, boots in order), followed by
+// online and status.
+func TestMosquittoOutage(t *testing.T) {
+	if testing.Short() {
+		t.Skip("outage test with Debian's mosquitto runs without -short")
+	}
+	m := startMosquitto(t, freePort(t))
+	dir := t.TempDir()
+	clock := newFakeClock()
+	first := startBox(t, m.url(), withFakeClock(clock), func(o *Options) { o.OutboxDir = dir })
+	eventually(t, func() bool { return first.Stats().Connected }, "the box to connect")
+
+	m.kill()
+	eventually(t, func() bool { return !first.Stats().Connected }, "the box to notice the broker is gone")
+	for i := 1; i <= 3; i++ {
+		if err := first.Event(EventButton, map[string]any{"n": i}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := first.Close(); err != nil { // the daemon restarts during the outage
+		t.Fatal(err)
+	}
+	second := startBox(t, m.url(), withFakeClock(clock), func(o *Options) { o.OutboxDir = dir; o.BootID = "boot-2" })
+	for i := 4; i <= 5; i++ {
+		if err := second.Event(EventButton, map[string]any{"n": i}); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	m.start(m.bin)
+	f := m.follow(eventTopic, availTopic)
+	// The box retries on its (fake) clock: it is back once time moves.
+	eventually(t, func() bool {
+		clock.Advance(200 * time.Millisecond)
+		return second.Stats().Connected
+	}, "the box to reconnect")
+	if p := f.next(t, availTopic); p != "online" {
+		t.Fatalf("availability %q after the outage", p)
+	}
+	want := []struct {
+		boot string
+		seq  float64
+	}{{"boot-1", 1}, {"boot-1", 2}, {"boot-1", 3}, {"boot-2", 1}, {"boot-2", 2}}
+	for i, w := range want {
+		ev := decode[map[string]any](t, f.next(t, eventTopic))
+		if ev["n"] != float64(i+1) || ev["boot"] != w.boot || ev["seq"] != w.seq {
+			t.Fatalf("event %d: %v, want boot %s seq %v", i+1, ev, w.boot, w.seq)
+		}
+	}
+	// Nothing more: the next event seen is a new one, not a repeat.
+	if err := second.Event(EventError, map[string]any{"message": "marker"}); err != nil {
+		t.Fatal(err)
+	}
+	if ev := decode[map[string]any](t, f.next(t, eventTopic)); ev["message"] != "marker" {
+		t.Fatalf("after the outage's events: %v, want the marker", ev)
+	}
+}
