@@ -149,6 +149,7 @@ type Client struct {
 	runMu  sync.Mutex
 	cancel context.CancelFunc
 	done   chan struct{}
+	closed bool
 }
 
 // inbound is a command as it came off the network.
@@ -262,9 +263,9 @@ func (c *Client) BootID() string { return c.bootID }
 // after a clean stop.
 func (c *Client) Run(ctx context.Context) error {
 	c.runMu.Lock()
-	if c.done != nil {
+	if c.done != nil || c.closed {
 		c.runMu.Unlock()
-		return errors.New("fleet: Run called twice")
+		return errors.New("fleet: Run called twice or after Close")
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	c.cancel, c.done = cancel, make(chan struct{})
@@ -293,10 +294,11 @@ func (c *Client) Run(ctx context.Context) error {
 	return nil
 }
 
-// Close stops Run and waits for it. Close without Run does nothing.
+// Close stops Run and waits for it; a Run after Close returns at once.
 func (c *Client) Close() error {
 	c.runMu.Lock()
 	cancel, done := c.cancel, c.done
+	c.closed = true
 	c.runMu.Unlock()
 	if cancel == nil {
 		return nil

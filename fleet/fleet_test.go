@@ -1,6 +1,7 @@
 package fleet
 
 import (
+	"context"
 	mrand "math/rand/v2"
 	"strings"
 	"testing"
@@ -271,5 +272,18 @@ func TestHubChanges(t *testing.T) {
 	case <-changes:
 	case <-time.After(patience):
 		t.Fatal("change channel not closed by a title change")
+	}
+}
+
+func TestRunAfterCloseAndTwice(t *testing.T) {
+	c, err := New(Options{Config: config.MQTT{Broker: "tcp://127.0.0.1:1"}, DeviceID: "box1", Status: sampleStatus})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Run(context.Background()); err == nil {
+		t.Fatal("Run after Close ran")
 	}
 }
