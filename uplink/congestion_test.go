@@ -3,6 +3,7 @@ package uplink
 import (
 	"context"
 	"math/rand/v2"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -100,8 +101,15 @@ type virtualPath struct {
 	lossPercent atomic.Int32
 }
 
+// vnetSetup serializes building virtual networks: pion's vnet hands out
+// MAC addresses from an unguarded package counter (transport v5.1.4), which
+// the race detector flags when parallel tests build networks together.
+var vnetSetup sync.Mutex
+
 func newVirtualPath(t *testing.T, bps int) *virtualPath {
 	t.Helper()
+	vnetSetup.Lock()
+	defer vnetSetup.Unlock()
 	p := &virtualPath{bucket: vnet.NewTBFQueue(bps, 4*1500, 60_000)}
 	wan, err := vnet.NewRouter(&vnet.RouterConfig{CIDR: "10.0.0.0/24", MinDelay: 10 * time.Millisecond,
 		LoggerFactory: logging.NewDefaultLoggerFactory()})
