@@ -297,7 +297,7 @@ func (u *Uplink) runLive(ctx context.Context) {
 		now := u.clock.Now()
 		u.update(func(s *Status) {
 			s.State, s.Error, s.Failures, s.EstimateKbps = Retrying, err.Error(), failures, 0
-			if upFor > 0 || s.DownSince.IsZero() {
+			if s.DownSince.IsZero() { // it was up: down from now on
 				s.DownSince = now
 			}
 		})
