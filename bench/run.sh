@@ -10,7 +10,7 @@ go build -o bin/whepload ./bench/whepload
 data=$(mktemp -d)
 trap 'kill $pid 2>/dev/null || true; wait $pid 2>/dev/null || true; rm -rf "$data"' EXIT
 cat > "$data/onair.yaml" <<YAML
-video: {source: test}
+video: {source: test, test_pattern: noise}
 audio: {source: test}
 webrtc: {max_viewers: 200}
 YAML

@@ -43,6 +43,7 @@ type HTTP struct {
 // Video configures the camera and the H.264 encoder.
 type Video struct {
 	Source              string   `yaml:"source"`
+	TestPattern         string   `yaml:"test_pattern"`
 	Device              string   `yaml:"device"`
 	Width               int      `yaml:"width"`
 	Height              int      `yaml:"height"`
@@ -159,7 +160,7 @@ func Default() Config {
 		DataDir: "/var/lib/onair",
 		HTTP:    HTTP{Listen: ":8080"},
 		Video: Video{
-			Source: "auto", Device: "/dev/video0",
+			Source: "auto", TestPattern: "bars", Device: "/dev/video0",
 			Width: 1280, Height: 720, FPS: 30,
 			Encoder: "auto", BitrateKbps: 2500,
 			KeyframeInterval:    Duration(2 * time.Second),
@@ -346,6 +347,7 @@ func (c Config) Validate() error {
 		bad("http.listen", "%q is not host:port (example: \":8080\")", c.HTTP.Listen)
 	}
 	oneOf(bad, "video.source", c.Video.Source, "auto", "v4l2", "test")
+	oneOf(bad, "video.test_pattern", c.Video.TestPattern, "bars", "noise")
 	oneOf(bad, "video.encoder", c.Video.Encoder, "auto", "v4l2m2m", "x264", "passthrough")
 	if c.Video.Width < 16 || c.Video.Width > 3840 || c.Video.Width%2 != 0 {
 		bad("video.width", "%d: want an even number from 16 to 3840", c.Video.Width)

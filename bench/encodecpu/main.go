@@ -30,18 +30,22 @@ func main() {
 	frames := flag.Int("frames", 300, "frames to encode")
 	writeRaw := flag.String("write-raw", "", "write the raw I420 frames to this file and exit")
 	readRaw := flag.String("raw", "", "encode raw I420 frames from this file instead of the pattern")
+	noise := flag.Bool("noise", true, "noise in the lower third, so the encoder works at its full bitrate")
 	flag.Parse()
-	if err := run(*width, *height, *fps, *kbps, *frames, *writeRaw, *readRaw); err != nil {
+	if err := run(*width, *height, *fps, *kbps, *frames, *writeRaw, *readRaw, *noise); err != nil {
 		slog.Error("encodecpu", "err", err)
 		os.Exit(1)
 	}
 }
 
-func run(w, h, fps, kbps, n int, writeRaw, readRaw string) error {
+func run(w, h, fps, kbps, n int, writeRaw, readRaw string, noise bool) error {
 	frameSize := w * h * 3 / 2
 	pattern, err := testsrc.NewPattern(w, h, 1_000_000, device.NewClock(), nil) // unpaced
 	if err != nil {
 		return err
+	}
+	if noise {
+		pattern.WithNoise()
 	}
 	if writeRaw != "" {
 		f, err := os.Create(writeRaw)

@@ -6,6 +6,7 @@ package testsrc
 
 import (
 	"context"
+	"encoding/binary"
 	"fmt"
 	"time"
 
@@ -24,6 +25,17 @@ type Pattern struct {
 	frame      []byte // the frame handed out, reused
 	count      int64
 	next       time.Duration // capture time of the next frame
+	noise      bool
+	rng        uint64
+}
+
+// WithNoise makes the lower third of the picture fresh noise in every frame,
+// which no encoder can compress: the stream then runs at its full bitrate,
+// as a busy camera picture would, for measurements.
+func (p *Pattern) WithNoise() *Pattern {
+	p.noise = true
+	p.rng = 0x9e3779b97f4a7c15
+	return p
 }
 
 // NewPattern makes a width x height pattern at fps frames per second on the
@@ -121,6 +133,9 @@ func (p *Pattern) render() {
 		pos = 2*travel - pos
 	}
 	p.fillY(pos, h-box-h/12, box, box, 235)
+	if p.noise {
+		p.fillNoise(h * 2 / 3)
+	}
 	// Text: frame counter and wall clock, large enough to read on a phone.
 	scale := max(1, h/120)
 	text := fmt.Sprintf("#%07d", p.count)
@@ -137,6 +152,20 @@ func (p *Pattern) fillY(x, y, bw, bh int, value byte) {
 			line[col] = value
 		}
 	}
+}
+
+// fillNoise writes pseudo-random luma from row top down (xorshift: cheap,
+// and no two frames alike).
+func (p *Pattern) fillNoise(top int) {
+	y := p.frame[top*p.width : p.width*p.height]
+	x := p.rng
+	for i := 0; i+8 <= len(y); i += 8 {
+		x ^= x << 13
+		x ^= x >> 7
+		x ^= x << 17
+		binary.LittleEndian.PutUint64(y[i:], x)
+	}
+	p.rng = x
 }
 
 // text draws white glyphs on a black box into the Y plane and greys the

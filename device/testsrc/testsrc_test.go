@@ -96,3 +96,23 @@ func TestToneLevelAndPacing(t *testing.T) {
 		}
 	}
 }
+
+func TestPatternNoiseChangesEveryFrame(t *testing.T) {
+	p, err := NewPattern(320, 240, 1000, device.NewClock(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.WithNoise()
+	a, _ := p.ReadVideo(context.Background())
+	first := append([]byte(nil), a.Data[320*200:320*240]...)
+	b, _ := p.ReadVideo(context.Background())
+	same := 0
+	for i, v := range b.Data[320*200 : 320*240] {
+		if v == first[i] {
+			same++
+		}
+	}
+	if same > len(first)/50 { // random bytes agree 1 time in 256
+		t.Fatalf("%d of %d noise pixels unchanged between frames", same, len(first))
+	}
+}

@@ -56,7 +56,13 @@ func openMedia(cfg config.Config, clock *device.Clock, log *slog.Logger) (m open
 		}
 	}()
 	w, h, fps := cfg.Video.Width, cfg.Video.Height, cfg.Video.FPS
-	pattern := func() (device.VideoSource, error) { return testsrc.NewPattern(w, h, fps, clock, nil) }
+	pattern := func() (device.VideoSource, error) {
+		p, err := testsrc.NewPattern(w, h, fps, clock, nil)
+		if err == nil && cfg.Video.TestPattern == "noise" {
+			p.WithNoise()
+		}
+		return p, err
+	}
 
 	caps := encoder.Capabilities{
 		HardwareReason: "no V4L2 memory-to-memory H.264 encoder found",
