@@ -2,10 +2,16 @@ package fleet
 
 import (
 	"context"
+	"errors"
 	mrand "math/rand/v2"
+	"net"
+	"net/url"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	mqtt "github.com/eclipse/paho.mqtt.golang"
 
 	"github.com/onair/onair/broadcast"
 	"github.com/onair/onair/config"
@@ -158,10 +164,21 @@ func TestReconnectAfterBrokerRestart(t *testing.T) {
 	b := startBroker(t, "")
 	addr := b.addr
 	clock := newFakeClock()
+	// The gate keeps the box off the new broker until the observer is
+	// subscribed there, so nothing is published before anyone listens.
+	var gate atomic.Bool
+	gate.Store(true)
 	bx := startBox(t, b.url(), withFakeClock(clock), func(o *Options) {
 		o.Config.TelemetryInterval = config.Duration(10 * time.Second)
+		o.dial = func(uri *url.URL, _ mqtt.ClientOptions) (net.Conn, error) {
+			if !gate.Load() {
+				return nil, errors.New("network down (test gate)")
+			}
+			return net.Dial("tcp", uri.Host)
+		}
 	})
 	eventually(t, func() bool { return bx.Stats().Connected }, "connected")
+	gate.Store(false)
 	b.stop()
 	eventually(t, func() bool { return !bx.Stats().Connected }, "the box to notice the broker is gone")
 	for i := 1; i <= 3; i++ {
@@ -175,6 +192,7 @@ func TestReconnectAfterBrokerRestart(t *testing.T) {
 
 	b2 := startBroker(t, addr)
 	obs := watch(t, b2.url(), "onair/box1/#")
+	gate.Store(true)
 	// Keep moving time until a backoff ends and the box is back.
 	eventually(t, func() bool {
 		clock.Advance(200 * time.Millisecond)

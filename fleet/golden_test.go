@@ -68,9 +68,9 @@ func TestGoldenPayloads(t *testing.T) {
 
 	events := map[string]map[string]any{
 		"event_went_live.json":    {"broadcast_id": "20261125T101500Z-1", "title": "Keynote"},
-		"event_stopped.json":      {"broadcast_id": "20261125T101500Z-1", "duration_s": 3600},
+		"event_stopped.json":      {"broadcast_id": "20261125T101500Z-1"},
 		"event_button.json":       {"press": "short"},
-		"event_error.json":        {"message": "camera lost, showing the slate"},
+		"event_error.json":        {"error": "no video from the encoder within 3s"},
 		"event_ota_progress.json": {"percent": 40, "phase": "installing", "version": "v0.3.0"},
 	}
 	types := map[string]string{

@@ -303,10 +303,10 @@ func TestMosquittoOutage(t *testing.T) {
 		}
 	}
 	// Nothing more: the next event seen is a new one, not a repeat.
-	if err := second.Event(EventError, map[string]any{"message": "marker"}); err != nil {
+	if err := second.Event(EventError, map[string]any{"error": "marker"}); err != nil {
 		t.Fatal(err)
 	}
-	if ev := decode[map[string]any](t, f.next(t, eventTopic)); ev["message"] != "marker" {
+	if ev := decode[map[string]any](t, f.next(t, eventTopic)); ev["error"] != "marker" {
 		t.Fatalf("after the outage's events: %v, want the marker", ev)
 	}
 }
