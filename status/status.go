@@ -97,6 +97,8 @@ type Sources struct {
 	StorageFreeMB func() int64
 	// Camera reports whether a real camera is delivering.
 	CameraConfigured bool
+	// Uplink reports the WHIP uplink; nil: off.
+	Uplink func() Component
 }
 
 // Build reads every source now.
@@ -122,6 +124,9 @@ func (s Sources) Build() Document {
 		d.Video.BitrateKbps = round1(ps.BitrateKbps)
 		d.Audio.PeakDBFS, d.Audio.RMSDBFS = ps.PeakDBFS, ps.RMSDBFS
 		d.CameraConnected = s.CameraConfigured && !ps.CameraLost
+	}
+	if s.Uplink != nil {
+		d.Uplink = s.Uplink()
 	}
 	if s.StorageFreeMB != nil {
 		d.StorageFreeMB = s.StorageFreeMB()

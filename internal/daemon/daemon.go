@@ -30,6 +30,7 @@ import (
 	"github.com/onair/onair/pipeline"
 	"github.com/onair/onair/settings"
 	"github.com/onair/onair/status"
+	"github.com/onair/onair/uplink"
 	"github.com/onair/onair/web"
 	"github.com/onair/onair/whep"
 )
@@ -63,7 +64,8 @@ type Daemon struct {
 	listener net.Listener
 	sources  status.Sources
 	panel    *panel
-	fleet    *fleet.Client // nil when mqtt.broker is empty
+	fleet    *fleet.Client  // nil when mqtt.broker is empty
+	uplink   *uplink.Uplink // nil when uplink.whip_url is empty
 	settings *settings.Store
 	// life bounds what New starts before Run (the button's goroutine).
 	life    context.Context
@@ -159,6 +161,23 @@ func New(cfg config.Config, opt Options) (*Daemon, error) {
 		media.close()
 		return fail(err)
 	}
+	if cfg.Uplink.WHIPURL != "" {
+		d.uplink, err = uplink.New(uplink.Options{
+			URL: cfg.Uplink.WHIPURL, BearerToken: cfg.Uplink.BearerToken, ICEServers: iceServers,
+			MinBitrateKbps: cfg.Uplink.MinBitrateKbps, MaxBitrateKbps: cfg.Uplink.MaxBitrateKbps,
+			StartBitrateKbps: cfg.Video.BitrateKbps,
+			Hub:              d.hub, SetBitrate: d.pipeline.SetBitrate, Logger: log,
+		})
+		if err != nil {
+			d.viewers.Close()
+			media.close()
+			return fail(fmt.Errorf("uplink.whip_url: %w", err))
+		}
+		d.sources.Uplink = func() status.Component {
+			st, _ := d.uplink.Status()
+			return status.Component{State: string(st.State), Error: st.Error}
+		}
+	}
 	if cfg.MQTT.Broker != "" {
 		if err := d.openFleet(opt); err != nil {
 			d.viewers.Close()
@@ -208,6 +227,16 @@ func (d *Daemon) Run(ctx context.Context) error {
 			d.hub.SetProblem("media pipeline stopped: " + err.Error())
 		}
 	}()
+	uplinkCtx, stopUplink := context.WithCancel(d.life)
+	if d.uplink != nil {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := d.uplink.Run(uplinkCtx); err != nil && uplinkCtx.Err() == nil {
+				d.log.Error("uplink stopped", "err", err)
+			}
+		}()
+	}
 	fleetCtx, stopFleet := context.WithCancel(d.life)
 	if d.fleet != nil {
 		wg.Add(2)
@@ -236,7 +265,8 @@ func (d *Daemon) Run(ctx context.Context) error {
 	d.log.Info("shutting down")
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), 1500*time.Millisecond)
 	defer cancel()
-	d.hub.Stop(shutdownCtx)
+	d.hub.Stop(shutdownCtx) // the uplink sends its DELETE on this
+	stopUplink()
 	if d.fleet != nil {
 		d.fleet.Close() // publishes offline
 	}
