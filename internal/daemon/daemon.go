@@ -330,8 +330,20 @@ func (d *Daemon) openFleet(opt Options) error {
 	}
 	client, err := fleet.New(fleet.Options{
 		Config: d.cfg.MQTT, DeviceID: id, Status: d.sources.Build,
-		Changes:  func() <-chan struct{} { _, ch := d.hub.Status(); return ch },
+		Changes:  fleet.HubChanges(d.hub),
 		Commands: controller{d}, Logger: d.log,
+		// Events and replies wait on disk while the broker is away, and
+		// survive a restart of the daemon.
+		OutboxDir: filepath.Join(d.cfg.DataDir, "mqtt-outbox"),
+		Telemetry: func() fleet.Telemetry {
+			ps := d.pipeline.Stats()
+			var dropped uint64
+			for _, n := range d.hub.Counters().Dropped {
+				dropped += n
+			}
+			viewers, _ := d.viewers.Viewers()
+			return fleet.Telemetry{FPS: ps.FPS, BitrateKbps: ps.BitrateKbps, FramesDropped: dropped, Viewers: viewers}
+		},
 	})
 	if err != nil {
 		return fmt.Errorf("mqtt: %w", err)
