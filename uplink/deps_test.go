@@ -7,7 +7,8 @@ import (
 )
 
 // TestImportRules keeps the uplink pure Go for the boards (arm64 and arm)
-// and a plain sink: of the module it may use the hub and the media types,
+// and a plain sink: of the module it may use the hub, the media types and the
+// shared RTP packetizer,
 // never the encoder pipeline, the viewers' server or the daemon (bitrate
 // requests go up through Options.SetBitrate).
 func TestImportRules(t *testing.T) {
@@ -21,6 +22,7 @@ func TestImportRules(t *testing.T) {
 	allowed := map[string]bool{
 		"github.com/onair/onair/uplink": true, "github.com/onair/onair/broadcast": true,
 		"github.com/onair/onair/media": true, "github.com/onair/onair/media/h264": true,
+		"github.com/onair/onair/internal/rtppack": true,
 	}
 	for _, env := range [][]string{
 		{"CGO_ENABLED=0", "GOOS=linux", "GOARCH=arm64"},

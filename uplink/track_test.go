@@ -10,6 +10,7 @@ import (
 	"github.com/pion/rtp/codecs"
 	"github.com/pion/webrtc/v4"
 
+	"github.com/onair/onair/internal/rtppack"
 	"github.com/onair/onair/media"
 	"github.com/onair/onair/media/h264"
 )
@@ -72,7 +73,7 @@ func TestTrackPacketizesH264(t *testing.T) {
 		if p.Timestamp != tr.tsBase+90000 || p.SequenceNumber != out.packets[0].SequenceNumber+uint16(i) {
 			t.Errorf("packet %d: timestamp %d, sequence %d", i, p.Timestamp-tr.tsBase, p.SequenceNumber)
 		}
-		if len(p.Payload) > rtpMTU {
+		if len(p.Payload) > rtppack.MTU {
 			t.Errorf("packet %d: %d bytes over the MTU", i, len(p.Payload))
 		}
 		nal, err := depacketizer.Unmarshal(p.Payload)

@@ -9,14 +9,11 @@ import (
 	"time"
 
 	"github.com/pion/rtp"
-	"github.com/pion/rtp/codecs"
 	"github.com/pion/webrtc/v4"
 
+	"github.com/onair/onair/internal/rtppack"
 	"github.com/onair/onair/media"
 )
-
-// rtpMTU keeps packets under the path MTU of Wi-Fi, VPNs and PPPoE.
-const rtpMTU = 1200
 
 // sampleTrack is a webrtc.TrackLocal for one viewer that packetizes samples
 // itself. Unlike pion's TrackLocalStaticSample, whose RTP timestamps advance
@@ -29,26 +26,21 @@ type sampleTrack struct {
 	clockRate uint32
 	id        string
 	streamID  string
-	payloader rtp.Payloader
+	h264      rtppack.H264
 
-	mu      sync.Mutex
-	bound   bool
-	ssrc    uint32
-	pt      uint8
-	writer  webrtc.TrackLocalWriter
-	seq     uint16
-	tsBase  uint32
-	header  rtp.Header
-	packets [][]byte
+	mu     sync.Mutex
+	bound  bool
+	ssrc   uint32
+	pt     uint8
+	writer webrtc.TrackLocalWriter
+	seq    uint16
+	tsBase uint32
+	ts     uint32 // of the sample being sent
+	header rtp.Header
 }
 
 func newSampleTrack(kind webrtc.RTPCodecType, mime string, clockRate uint32, id, streamID string) *sampleTrack {
 	t := &sampleTrack{kind: kind, mime: mime, clockRate: clockRate, id: id, streamID: streamID}
-	if kind == webrtc.RTPCodecTypeVideo {
-		t.payloader = &codecs.H264Payloader{}
-	} else {
-		t.payloader = &codecs.OpusPayloader{}
-	}
 	var r [6]byte
 	_, _ = rand.Read(r[:]) // random start as RFC 3550 asks; crypto/rand does not fail on Linux
 	t.seq = binary.BigEndian.Uint16(r[:2])
@@ -88,28 +80,28 @@ func (t *sampleTrack) Kind() webrtc.RTPCodecType { return t.kind }
 
 var errNotBound = errors.New("track is not bound to a connection")
 
-// writeSample packetizes and sends one sample.
+// writeSample packetizes and sends one sample; it allocates nothing.
 func (t *sampleTrack) writeSample(s media.Sample) error {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if !t.bound {
 		return errNotBound
 	}
-	t.packets = t.payloader.Payload(rtpMTU, s.Data)
-	ts := t.tsBase + uint32(uint64(s.Capture/time.Microsecond)*uint64(t.clockRate)/1e6)
-	for i, payload := range t.packets {
-		t.header = rtp.Header{
-			Version:        2,
-			Marker:         i == len(t.packets)-1,
-			PayloadType:    t.pt,
-			SequenceNumber: t.seq,
-			Timestamp:      ts,
-			SSRC:           t.ssrc,
-		}
-		t.seq++
-		if _, err := t.writer.WriteRTP(&t.header, payload); err != nil {
-			return err
-		}
+	t.ts = t.tsBase + uint32(uint64(s.Capture/time.Microsecond)*uint64(t.clockRate)/1e6)
+	if t.kind != webrtc.RTPCodecTypeVideo {
+		return t.SendRTP(s.Data, true) // one Opus packet per RTP packet (RFC 7587)
 	}
-	return nil
+	return t.h264.Packetize(s.Data, t)
+}
+
+// SendRTP writes one payload with the current sample's timestamp
+// (rtppack.Sender); t.mu is held by writeSample.
+func (t *sampleTrack) SendRTP(payload []byte, marker bool) error {
+	t.header = rtp.Header{
+		Version: 2, Marker: marker, PayloadType: t.pt,
+		SequenceNumber: t.seq, Timestamp: t.ts, SSRC: t.ssrc,
+	}
+	t.seq++
+	_, err := t.writer.WriteRTP(&t.header, payload)
+	return err
 }
