@@ -106,6 +106,11 @@ func TestHTTPResume(t *testing.T) {
 // TestHTTPStall: a server that stops sending is cut off by the stall
 // timeout (on the injected clock) and the download resumes.
 func TestHTTPStall(t *testing.T) {
+	if testing.Short() {
+		// Under qemu-user this test has hung (seen once, 2026-11-25): it
+		// races the fake clock against a real socket. It runs natively.
+		t.Skip("races a real socket against the fake clock: native runs only")
+	}
 	b := newBox(t, "pi", v1)
 	path := b.makeBundle(v2, b.boardName(), keyOld)
 	stalled := make(chan struct{})
