@@ -27,6 +27,7 @@ import (
 	"github.com/onair/onair/device/board"
 	"github.com/onair/onair/fleet"
 	"github.com/onair/onair/gpio"
+	"github.com/onair/onair/internal/atomicfile"
 	"github.com/onair/onair/pipeline"
 	"github.com/onair/onair/settings"
 	"github.com/onair/onair/status"
@@ -397,43 +398,10 @@ func adminToken(cfg config.Config) (string, error) {
 		return "", fmt.Errorf("make admin token: %w", err)
 	}
 	token := base64.RawURLEncoding.EncodeToString(raw[:])
-	if err := writeFileAtomic(path, []byte(token+"\n"), 0o600); err != nil {
+	if err := atomicfile.Write(path, []byte(token+"\n"), 0o600); err != nil {
 		return "", fmt.Errorf("keep admin token: %w", err)
 	}
 	return token, nil
-}
-
-// writeFileAtomic writes via a temporary file, fsync and rename, so a power
-// cut leaves the old file or the new one, never half of one.
-func writeFileAtomic(path string, data []byte, perm os.FileMode) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Chmod(perm); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		return err
-	}
-	if dir, err := os.Open(filepath.Dir(path)); err == nil {
-		dir.Sync()
-		dir.Close()
-	}
-	return nil
 }
 
 func freeBytes(dir string) int64 {
