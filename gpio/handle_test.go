@@ -15,7 +15,8 @@ func TestHandlePressesDropsPressesWhileBusy(t *testing.T) {
 		mu      sync.Mutex
 		handled []Press
 	)
-	started := make(chan struct{})
+	started := make(chan struct{}, 3)
+	dropped := make(messages, 3)
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
@@ -23,18 +24,19 @@ func TestHandlePressesDropsPressesWhileBusy(t *testing.T) {
 			mu.Lock()
 			handled = append(handled, p)
 			mu.Unlock()
-			close(started)
+			started <- struct{}{}
 			<-release // a slow go-live
-		}, quietLogger())
+		}, slog.New(dropped))
 	}()
 	first := Press{Kind: Short, Held: 1 * time.Millisecond}
 	presses <- first
 	<-started
-	// Both arrive while the first is being handled. The loop takes the
-	// third only after it has decided about the second, so both decisions
-	// are made while the handler is still blocked.
+	// Both arrive while the first is being handled; the handler is let go
+	// only once both have been dropped (each drop is logged).
 	presses <- Press{Kind: Short, Held: 2 * time.Millisecond}
 	presses <- Press{Kind: Long, Held: 3 * time.Millisecond}
+	<-dropped
+	<-dropped
 	close(release)
 	close(presses)
 	<-done // returns only after the handler has returned
