@@ -28,6 +28,7 @@ func main() {
 	adminToken := flag.String("admin-token", "", "admin bearer token, overrides http.admin_token")
 	dataDir := flag.String("data-dir", "", "data directory, overrides data_dir")
 	verbose := flag.Bool("v", false, "debug logging")
+	watchdogPath := flag.String("watchdog", "", "kernel watchdog to feed while the daemon's loops answer (the image passes /dev/watchdog)")
 	keys := flag.Bool("keys", false, "simulated button on the terminal: Enter = short press, l + Enter = long press")
 	flag.Parse()
 
@@ -36,13 +37,13 @@ func main() {
 		level = slog.LevelDebug
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
-	if err := run(*configPath, *listen, *adminToken, *dataDir, *keys, log); err != nil {
+	if err := run(*configPath, *listen, *adminToken, *dataDir, *watchdogPath, *keys, log); err != nil {
 		log.Error("onaird stopped", "err", err)
 		os.Exit(1)
 	}
 }
 
-func run(configPath, listen, adminToken, dataDir string, keys bool, log *slog.Logger) error {
+func run(configPath, listen, adminToken, dataDir, watchdogPath string, keys bool, log *slog.Logger) error {
 	cfg, err := config.Load(configPath)
 	if errors.Is(err, os.ErrNotExist) && configPath == defaultConfig {
 		log.Info("no config file, running on defaults", "path", configPath)
@@ -66,7 +67,7 @@ func run(configPath, listen, adminToken, dataDir string, keys bool, log *slog.Lo
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	d, err := daemon.New(cfg, daemon.Options{Log: log})
+	d, err := daemon.New(cfg, daemon.Options{Log: log, Watchdog: watchdogPath})
 	if err != nil {
 		return err
 	}

@@ -32,6 +32,7 @@ import (
 	"github.com/onair/onair/settings"
 	"github.com/onair/onair/status"
 	"github.com/onair/onair/uplink"
+	"github.com/onair/onair/watchdog"
 	"github.com/onair/onair/web"
 	"github.com/onair/onair/whep"
 )
@@ -48,6 +49,10 @@ type Options struct {
 	// Pins replaces the GPIO button and LED (tests); nil opens gpio.button
 	// and gpio.led from the config.
 	Pins *Pins
+	// Watchdog is the kernel watchdog device to feed while the daemon's
+	// loops answer (/dev/watchdog on the box); empty: none. Opt-in, because
+	// opening a PC's watchdog arms it.
+	Watchdog string
 }
 
 // Daemon is a running onaird.
@@ -65,6 +70,7 @@ type Daemon struct {
 	listener net.Listener
 	sources  status.Sources
 	panel    *panel
+	watchdog *os.File       // nil without --watchdog
 	fleet    *fleet.Client  // nil when mqtt.broker is empty
 	uplink   *uplink.Uplink // nil when uplink.whip_url is empty
 	settings *settings.Store
@@ -148,12 +154,7 @@ func New(cfg config.Config, opt Options) (*Daemon, error) {
 	d.web, err = web.New(web.Options{
 		AdminToken: token, Hub: d.hub, WHEP: d.viewers, Status: d.sources.Build, Log: log, Press: d.press,
 		Health: map[string]func(context.Context) error{
-			"media": func(context.Context) error {
-				if since := d.pipeline.SinceLastFrame(); since > 3*time.Second {
-					return fmt.Errorf("no picture encoded for %s", since.Round(time.Second))
-				}
-				return nil
-			},
+			"media":     d.mediaAnswers,
 			"broadcast": func(context.Context) error { d.hub.Status(); return nil },
 		},
 	})
@@ -181,6 +182,13 @@ func New(cfg config.Config, opt Options) (*Daemon, error) {
 	}
 	if cfg.MQTT.Broker != "" {
 		if err := d.openFleet(opt); err != nil {
+			d.viewers.Close()
+			media.close()
+			return fail(err)
+		}
+	}
+	if opt.Watchdog != "" {
+		if d.watchdog, err = watchdog.Open(opt.Watchdog); err != nil {
 			d.viewers.Close()
 			media.close()
 			return fail(err)
@@ -251,6 +259,16 @@ func (d *Daemon) Run(ctx context.Context) error {
 	}
 	wg.Add(1)
 	go func() { defer wg.Done(); d.keepTitle(fleetCtx) }()
+	if d.watchdog != nil {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			err := watchdog.Feed(fleetCtx, d.watchdog, watchdog.Options{Log: d.log, Healthy: d.loopsAnswer})
+			if err != nil {
+				d.log.Error("watchdog", "err", err)
+			}
+		}()
+	}
 	panelCtx, stopPanel := context.WithCancel(d.life)
 	wg.Add(1)
 	go func() { defer wg.Done(); d.panel.run(panelCtx, d.hub, d.press, d.log) }()
@@ -352,6 +370,22 @@ func (d *Daemon) openFleet(opt Options) error {
 	d.fleet = client
 	d.log.Info("fleet", "broker", d.cfg.MQTT.Broker, "device_id", id)
 	return nil
+}
+
+// mediaAnswers checks the capture loop: pictures are being encoded (the
+// slate keeps encoding when the camera is gone, so a lost camera passes).
+func (d *Daemon) mediaAnswers(context.Context) error {
+	if since := d.pipeline.SinceLastFrame(); since > 3*time.Second {
+		return fmt.Errorf("no picture encoded for %s", since.Round(time.Second))
+	}
+	return nil
+}
+
+// loopsAnswer is the watchdog's health: the hub answers and the capture
+// loop encodes.
+func (d *Daemon) loopsAnswer(ctx context.Context) error {
+	d.hub.Status()
+	return d.mediaAnswers(ctx)
 }
 
 // keepTitle saves the title whenever it changes (console, API, MQTT), so

@@ -652,3 +652,26 @@ func TestTitleSurvivesRestart(t *testing.T) {
 		t.Fatalf("title after restart: %q", st.Title)
 	}
 }
+
+func TestWatchdogFedAndDisarmedOnStop(t *testing.T) {
+	wd := filepath.Join(t.TempDir(), "watchdog")
+	if err := os.WriteFile(wd, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	r := startWith(t, func(c *config.Config) { c.Video.Width, c.Video.Height = 320, 240 }, Options{Watchdog: wd})
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if st, _ := os.Stat(wd); st.Size() > 0 {
+			break // fed
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the watchdog was never fed")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	r.stop()
+	b, _ := os.ReadFile(wd)
+	if !bytes.HasSuffix(b, []byte("V")) {
+		t.Fatalf("a clean stop must disarm the watchdog with the magic V; wrote %q", b)
+	}
+}
