@@ -1093,8 +1093,8 @@ if [ "$#" -gt 2 ]; then shift 2; fi
 	}
 	lines := startLines()
 	for _, line := range lines {
-		if !strings.HasSuffix(line, "--config /etc/onair/onair.yaml") {
-			t.Errorf("onaird started as %q, want --config /etc/onair/onair.yaml", line)
+		if !strings.HasSuffix(line, "--config /etc/onair/onair.yaml --watchdog /dev/watchdog") {
+			t.Errorf("onaird started as %q, want --config /etc/onair/onair.yaml --watchdog /dev/watchdog", line)
 		}
 	}
 	var daemonPID int
