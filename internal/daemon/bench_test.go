@@ -9,7 +9,11 @@ import (
 	"testing"
 	"time"
 
+	periphgpio "periph.io/x/conn/v3/gpio"
+
+	"github.com/onair/onair/broadcast"
 	"github.com/onair/onair/config"
+	"github.com/onair/onair/gpio/gpiofake"
 	"github.com/onair/onair/internal/whepclient"
 )
 
@@ -98,5 +102,46 @@ func BenchmarkJoinLive(b *testing.B) {
 		time.Sleep(200 * time.Millisecond) // past the keyframe spacing
 	}
 	reportLatency(b, "join-keyframe", lat)
+	r.stop()
+}
+
+// BenchmarkPressToKeyframe measures the crew's button: the release edge of a
+// short press on the (fake) GPIO line -> first keyframe at a viewer that
+// was connected while idle. A short press is known on release, after the
+// debounce; each iteration then stops the broadcast again.
+func BenchmarkPressToKeyframe(b *testing.B) {
+	button := gpiofake.NewLivePin("GPIO17", 17)
+	button.Drive(periphgpio.High)
+	r := startWith(b, hd, Options{Pins: &Pins{Button: button}})
+	ctx := context.Background()
+	client, err := whepclient.Dial(ctx, r.base+"/api/whep", whepclient.Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer client.Close()
+	for client.Stats().Connected.IsZero() {
+		time.Sleep(5 * time.Millisecond)
+	}
+	hub := r.d.Hub()
+	var lat []time.Duration
+	for b.Loop() {
+		before := client.Stats().Keyframes
+		button.Drive(periphgpio.Low)
+		time.Sleep(100 * time.Millisecond) // held like a finger, past the 30 ms debounce
+		released := time.Now()
+		button.Drive(periphgpio.High)
+		for client.Stats().Keyframes == before {
+			time.Sleep(time.Millisecond)
+		}
+		lat = append(lat, time.Since(released))
+		for st, _ := hub.Status(); st.State != broadcast.Live; st, _ = hub.Status() {
+			time.Sleep(time.Millisecond)
+		}
+		if _, err := hub.Stop(ctx); err != nil {
+			b.Fatal(err)
+		}
+		time.Sleep(200 * time.Millisecond) // past the keyframe spacing
+	}
+	reportLatency(b, "press-keyframe", lat)
 	r.stop()
 }
