@@ -404,7 +404,18 @@ func (s *Server) Viewers() (now, peak int) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.updatePeakLocked()
-	return len(s.sessions), s.peak
+	return s.viewersLocked(), s.peak
+}
+
+// viewersLocked counts the audience: the console's preview is not a viewer.
+func (s *Server) viewersLocked() int {
+	n := 0
+	for _, sess := range s.sessions {
+		if !sess.preview {
+			n++
+		}
+	}
+	return n
 }
 
 func (s *Server) updatePeakLocked() {
@@ -412,7 +423,7 @@ func (s *Server) updatePeakLocked() {
 	if st.BroadcastID != s.peakOf {
 		s.peakOf, s.peak = st.BroadcastID, 0
 	}
-	s.peak = max(s.peak, len(s.sessions))
+	s.peak = max(s.peak, s.viewersLocked())
 }
 
 // Close ends every session and waits for their goroutines.

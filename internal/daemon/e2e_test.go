@@ -483,6 +483,9 @@ func TestAdminPreviewPlaysWhileIdle(t *testing.T) {
 	if st := r.d.Status(); st.State != "idle" {
 		t.Fatalf("state %s: a preview must not go live", st.State)
 	}
+	if st := r.d.Status(); st.Viewers != 1 {
+		t.Fatalf("%d viewers with one viewer and the console's preview connected, want 1", st.Viewers)
+	}
 }
 
 func TestStatusMetricsHealth(t *testing.T) {
