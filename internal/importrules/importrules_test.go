@@ -101,25 +101,53 @@ func TestPureGoPackages(t *testing.T) {
 	}
 }
 
-// TestBroadcastHasNoTransport keeps the hub free of every transport: it
-// fans out samples and knows nothing of WebRTC, HTTP, MQTT or GPIO.
-func TestBroadcastHasNoTransport(t *testing.T) {
-	forbidden := []string{
-		"github.com/pion/webrtc", "github.com/pion/ice", "github.com/pion/rtp",
-		"net/http", "github.com/eclipse/paho.mqtt.golang", "periph.io/",
-		"github.com/gorilla/websocket",
-	}
-	pkgs := list(t, "./broadcast/...")
-	if len(pkgs) == 0 {
-		t.Fatal("no broadcast packages")
-	}
-	for _, p := range pkgs {
-		for _, dep := range p.Deps {
-			for _, f := range forbidden {
-				if strings.HasPrefix(dep, f) {
-					t.Errorf("%s imports %s: the hub must not depend on a transport", p.ImportPath, dep)
+// boundaries are what a package may reach, beyond being pure Go: the module
+// packages it may import (nil: any) and the import paths it must never
+// reach, directly or not.
+var boundaries = []struct {
+	pkg, why string
+	// module lists the only module packages allowed (besides pkg's own
+	// subtree); nil allows any.
+	module    []string
+	forbidden []string
+}{
+	{pkg: "broadcast", why: "the hub fans out samples and knows nothing of any transport",
+		module: []string{"media", "media/h264"},
+		forbidden: []string{"github.com/pion/webrtc", "github.com/pion/ice", "github.com/pion/rtp", "net/http",
+			"github.com/eclipse/paho.mqtt.golang", "periph.io/", "github.com/gorilla/websocket"}},
+	{pkg: "gpio", why: "a leaf: inputs reach the hub through the daemon, and the fakes stay out of the product",
+		module: []string{}, forbidden: []string{"net/http", module + "/gpio/gpiofake"}},
+	{pkg: "uplink", why: "one more sink: bitrate requests go up through its options, never into the pipeline",
+		module: []string{"broadcast", "media", "media/h264", "internal/rtppack"}},
+	{pkg: "ota/bundle", why: "the bundle format is used by the workstation tool too and stays free of networking",
+		forbidden: []string{"net/http"}},
+}
+
+func TestPackageBoundaries(t *testing.T) {
+	for _, b := range boundaries {
+		t.Run(b.pkg, func(t *testing.T) {
+			pkgs := list(t, module+"/"+b.pkg)
+			if len(pkgs) != 1 {
+				t.Fatalf("go list found %d packages for %s", len(pkgs), b.pkg)
+			}
+			self := module + "/" + b.pkg
+			for _, dep := range pkgs[0].Deps {
+				for _, f := range b.forbidden {
+					if strings.HasPrefix(dep, f) {
+						t.Errorf("%s reaches %s: %s", b.pkg, dep, b.why)
+					}
+				}
+				if b.module == nil || !strings.HasPrefix(dep, module+"/") || strings.HasPrefix(dep, self+"/") {
+					continue
+				}
+				ok := false
+				for _, m := range b.module {
+					ok = ok || dep == module+"/"+m
+				}
+				if !ok {
+					t.Errorf("%s imports %s: %s", b.pkg, dep, b.why)
 				}
 			}
-		}
+		})
 	}
 }
