@@ -29,6 +29,19 @@ func percentile(d []time.Duration, p float64) time.Duration {
 	return s[min(len(s)-1, int(float64(len(s))*p))]
 }
 
+// connectedViewer dials a WHEP viewer and waits until its connection is up.
+func connectedViewer(b *testing.B, r *running) *whepclient.Client {
+	b.Helper()
+	client, err := whepclient.Dial(context.Background(), r.base+"/api/whep", whepclient.Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	for client.Stats().Connected.IsZero() {
+		time.Sleep(5 * time.Millisecond)
+	}
+	return client
+}
+
 func reportLatency(b *testing.B, name string, d []time.Duration) {
 	b.ReportMetric(float64(percentile(d, 0.5).Microseconds())/1000, name+"-p50-ms")
 	b.ReportMetric(float64(percentile(d, 0.95).Microseconds())/1000, name+"-p95-ms")
@@ -38,36 +51,20 @@ func reportLatency(b *testing.B, name string, d []time.Duration) {
 // was connected while idle, at 720p30 with x264.
 func BenchmarkGoLive(b *testing.B) {
 	r := start(b, hd)
-	ctx := context.Background()
-	client, err := whepclient.Dial(ctx, r.base+"/api/whep", whepclient.Options{})
-	if err != nil {
-		b.Fatal(err)
-	}
+	client := connectedViewer(b, r)
 	defer client.Close()
-	for client.Stats().Connected.IsZero() {
-		time.Sleep(5 * time.Millisecond)
-	}
 	var lat []time.Duration
 	for b.Loop() {
 		before := client.Stats().Keyframes
 		at := time.Now()
-		req, _ := http.NewRequest(http.MethodPost, r.base+"/api/live", nil)
-		req.Header.Set("Authorization", "Bearer "+r.token)
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			b.Fatal(err)
-		}
-		resp.Body.Close()
+		r.goLive(b)
 		for client.Stats().Keyframes == before {
 			time.Sleep(time.Millisecond)
 		}
 		lat = append(lat, time.Since(at))
-		req, _ = http.NewRequest(http.MethodDelete, r.base+"/api/live", nil)
-		req.Header.Set("Authorization", "Bearer "+r.token)
-		if resp, err = http.DefaultClient.Do(req); err != nil {
-			b.Fatal(err)
+		if code, body := r.admin(b, http.MethodDelete, "/api/live", ""); code != http.StatusOK {
+			b.Fatalf("stop: %d %s", code, body)
 		}
-		resp.Body.Close()
 		time.Sleep(100 * time.Millisecond)
 	}
 	reportLatency(b, "golive-keyframe", lat)
@@ -80,13 +77,7 @@ func BenchmarkGoLive(b *testing.B) {
 func BenchmarkJoinLive(b *testing.B) {
 	r := start(b, hd)
 	ctx := context.Background()
-	req, _ := http.NewRequest(http.MethodPost, r.base+"/api/live", nil)
-	req.Header.Set("Authorization", "Bearer "+r.token)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		b.Fatal(err)
-	}
-	resp.Body.Close()
+	r.goLive(b)
 	var lat []time.Duration
 	for b.Loop() {
 		at := time.Now()
@@ -114,14 +105,8 @@ func BenchmarkPressToKeyframe(b *testing.B) {
 	button.Drive(periphgpio.High)
 	r := startWith(b, hd, Options{Pins: &Pins{Button: button}})
 	ctx := context.Background()
-	client, err := whepclient.Dial(ctx, r.base+"/api/whep", whepclient.Options{})
-	if err != nil {
-		b.Fatal(err)
-	}
+	client := connectedViewer(b, r)
 	defer client.Close()
-	for client.Stats().Connected.IsZero() {
-		time.Sleep(5 * time.Millisecond)
-	}
 	hub := r.d.Hub()
 	var lat []time.Duration
 	for b.Loop() {

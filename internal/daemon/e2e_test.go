@@ -83,7 +83,7 @@ func startWith(t testing.TB, mutate func(*config.Config), opt Options) *running 
 	return r
 }
 
-func (r *running) call(t *testing.T, method, path, body string, header map[string]string) (int, string) {
+func (r *running) call(t testing.TB, method, path, body string, header map[string]string) (int, string) {
 	t.Helper()
 	req, err := http.NewRequest(method, r.base+path, strings.NewReader(body))
 	if err != nil {
@@ -101,11 +101,11 @@ func (r *running) call(t *testing.T, method, path, body string, header map[strin
 	return resp.StatusCode, string(b)
 }
 
-func (r *running) admin(t *testing.T, method, path, body string) (int, string) {
+func (r *running) admin(t testing.TB, method, path, body string) (int, string) {
 	return r.call(t, method, path, body, map[string]string{"Authorization": "Bearer " + r.token, "Content-Type": "application/json"})
 }
 
-func (r *running) goLive(t *testing.T) {
+func (r *running) goLive(t testing.TB) {
 	t.Helper()
 	if code, body := r.admin(t, http.MethodPost, "/api/live", `{"title":"Test"}`); code != http.StatusOK {
 		t.Fatalf("go live: %d %s", code, body)
