@@ -7,6 +7,8 @@ package broadcast
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"slices"
@@ -48,6 +50,8 @@ type Options struct {
 // LiveOptions are the arguments of going live.
 type LiveOptions struct {
 	Title string
+	// Private keeps the broadcast to invited viewers.
+	Private bool
 }
 
 // Status is a snapshot of the broadcast.
@@ -55,7 +59,12 @@ type Status struct {
 	State State
 	// BroadcastID names the current (or last) broadcast; empty before the first.
 	BroadcastID string
-	Title       string
+	// Upcoming is the id the next go-live will use, known while idle so that
+	// invites to a private broadcast can be made before it starts.
+	Upcoming string
+	Title    string
+	// Private broadcasts are for invited viewers only.
+	Private bool
 	// LiveSince is the wall-clock time the broadcast went live (display only).
 	LiveSince time.Time
 	// Error is why the state is error, or a problem the broadcast goes on with.
@@ -72,7 +81,6 @@ type Hub struct {
 	live      chan struct{} // closed when going_live reaches live
 	sinks     []*Sink
 	sps, pps  []byte
-	broadcast uint64
 
 	// Keyframe requests; guarded by keyMu so the encoder loop never waits
 	// on the fan-out lock.
@@ -94,7 +102,28 @@ func New(opt Options) *Hub {
 	if opt.WallClock == nil {
 		opt.WallClock = time.Now
 	}
-	return &Hub{opt: opt, status: Status{State: Idle}, changed: make(chan struct{})}
+	h := &Hub{opt: opt, status: Status{State: Idle}, changed: make(chan struct{})}
+	h.status.Upcoming = h.newID()
+	return h
+}
+
+// newID names a broadcast: its start on the wall clock for people, and
+// random bits so that ids stay unique when a box without a real-time clock
+// starts in 1970 after every boot.
+func (h *Hub) newID() string {
+	var b [4]byte
+	rand.Read(b[:])
+	return h.opt.WallClock().UTC().Format("20060102T150405Z") + "-" + hex.EncodeToString(b[:])
+}
+
+// BroadcastFor is the id invites and replays of "this broadcast" refer to:
+// the current one while live, the upcoming one otherwise.
+func (s Status) BroadcastFor() string {
+	switch s.State {
+	case GoingLive, Live, Stopping:
+		return s.BroadcastID
+	}
+	return s.Upcoming
 }
 
 // Status returns the current status and a channel that is closed at the next
@@ -136,15 +165,17 @@ func (h *Hub) GoLive(ctx context.Context, opt LiveOptions) (Status, error) {
 	h.keyMu.Lock()
 	h.keyForceNow = true
 	h.keyMu.Unlock()
-	h.broadcast++
-	id := fmt.Sprintf("%s-%d", h.opt.WallClock().UTC().Format("20060102T150405Z"), h.broadcast)
+	id := h.status.Upcoming
+	if id == "" {
+		id = h.newID()
+	}
 	h.live = make(chan struct{})
 	live := h.live
 	for _, s := range h.sinks {
 		s.restart()
 	}
 	h.setLocked(func(s *Status) {
-		*s = Status{State: GoingLive, BroadcastID: id, Title: opt.Title}
+		*s = Status{State: GoingLive, BroadcastID: id, Title: opt.Title, Private: opt.Private}
 	})
 	h.mu.Unlock()
 
@@ -165,7 +196,7 @@ func (h *Hub) GoLive(ctx context.Context, opt LiveOptions) (Status, error) {
 	if h.status.State == Live { // the keyframe won the race
 		return h.status, nil
 	}
-	h.setLocked(func(s *Status) { s.State = Error; s.Error = failure })
+	h.setLocked(func(s *Status) { s.State = Error; s.Error = failure; s.Upcoming = h.newID() })
 	return h.status, errors.New(failure)
 }
 
@@ -185,7 +216,7 @@ func (h *Hub) Stop(ctx context.Context) (Status, error) {
 	for _, s := range h.sinks {
 		s.restart()
 	}
-	h.setLocked(func(s *Status) { s.State = Idle; s.Error = "" })
+	h.setLocked(func(s *Status) { s.State = Idle; s.Error = ""; s.Upcoming = h.newID() })
 	return h.status, nil
 }
 
@@ -200,7 +231,7 @@ func (h *Hub) Toggle(ctx context.Context) (Status, error) {
 	case GoingLive, Stopping:
 		return st, ErrBusy
 	default:
-		return h.GoLive(ctx, LiveOptions{Title: st.Title})
+		return h.GoLive(ctx, LiveOptions{Title: st.Title, Private: st.Private})
 	}
 }
 
@@ -221,6 +252,17 @@ func (h *Hub) SetTitle(title string) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	h.setLocked(func(s *Status) { s.Title = title })
+}
+
+// SetPrivate makes the broadcast (current, or the next one while idle)
+// private or public.
+func (h *Hub) SetPrivate(private bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.status.Private == private {
+		return
+	}
+	h.setLocked(func(s *Status) { s.Private = private })
 }
 
 // SetProblem records a problem the broadcast goes on with (a camera that

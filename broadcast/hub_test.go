@@ -122,6 +122,42 @@ func TestStateMachine(t *testing.T) {
 	}
 }
 
+func TestUpcomingIDAndPrivate(t *testing.T) {
+	// A box without a real-time clock starts every boot at the same wall time:
+	// ids must differ anyway.
+	epoch := func() time.Time { return time.Unix(0, 0) }
+	hub := New(Options{WallClock: epoch})
+	other := New(Options{WallClock: epoch})
+	first, _ := hub.Status()
+	if o, _ := other.Status(); first.Upcoming == "" || first.Upcoming == o.Upcoming {
+		t.Fatalf("upcoming ids %q and %q: want unique", first.Upcoming, o.Upcoming)
+	}
+	if first.BroadcastFor() != first.Upcoming {
+		t.Fatalf("idle hub refers to %q, want the upcoming %q", first.BroadcastFor(), first.Upcoming)
+	}
+	hub.SetPrivate(true)
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go (&encoderLoop{hub: hub}).run(ctx, &wg)
+	defer func() { cancel(); wg.Wait() }()
+
+	st, err := hub.Toggle(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.BroadcastID != first.Upcoming || st.BroadcastFor() != first.Upcoming || !st.Private {
+		t.Fatalf("live: %+v, want id %q (invites made while idle stay valid) and private", st, first.Upcoming)
+	}
+	st, _ = hub.Stop(context.Background())
+	if st.Upcoming == "" || st.Upcoming == first.Upcoming || st.BroadcastID != first.Upcoming {
+		t.Fatalf("after stop: %+v: want the last id kept and a fresh upcoming one", st)
+	}
+	if !st.Private {
+		t.Fatal("private must stay set for the next broadcast until changed")
+	}
+}
+
 func TestGoLiveWithoutVideoEndsInError(t *testing.T) {
 	hub := New(Options{GoLiveTimeout: 20 * time.Millisecond})
 	st, err := hub.GoLive(context.Background(), LiveOptions{})

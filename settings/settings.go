@@ -17,8 +17,10 @@ import (
 
 // Settings are the run-time overrides; a nil field is not overridden.
 type Settings struct {
-	Title       *string `json:"title,omitempty"`
-	BitrateKbps *int    `json:"bitrate_kbps,omitempty"`
+	Title           *string `json:"title,omitempty"`
+	BitrateKbps     *int    `json:"bitrate_kbps,omitempty"`
+	Private         *bool   `json:"private,omitempty"`
+	CommentsEnabled *bool   `json:"comments_enabled,omitempty"`
 }
 
 // FileName is the settings file's name in the data directory.

@@ -77,8 +77,14 @@ func (d Document) Public() Public {
 	if d.Private {
 		return Public{State: d.State, Private: true}
 	}
+	return d.Invited()
+}
+
+// Invited is what a viewer with a valid invite reads of a private broadcast:
+// the public part, with the private flag.
+func (d Document) Invited() Public {
 	viewers := d.Viewers
-	return Public{State: d.State, Title: d.Title, Viewers: &viewers, LiveSince: d.LiveSince}
+	return Public{State: d.State, Title: d.Title, Viewers: &viewers, LiveSince: d.LiveSince, Private: d.Private}
 }
 
 // Sources are the parts the document is read from.
@@ -105,7 +111,7 @@ type Sources struct {
 func (s Sources) Build() Document {
 	st, _ := s.Hub.Status()
 	d := Document{
-		State: string(st.State), BroadcastID: st.BroadcastID, Title: st.Title, Error: st.Error,
+		State: string(st.State), BroadcastID: st.BroadcastID, Title: st.Title, Private: st.Private, Error: st.Error,
 		Video: s.Video, Audio: s.Audio, Board: s.Board.Read(), Firmware: s.Firmware,
 		Uplink:    Component{State: "off"},
 		Recording: Component{State: "off"},

@@ -72,6 +72,7 @@ type session struct {
 	id      string
 	viewer  string
 	preview bool
+	access  string
 	pc      *webrtc.PeerConnection
 	video   *sampleTrack
 	audio   *sampleTrack
@@ -201,6 +202,10 @@ type OfferOptions struct {
 	// Preview sessions (the admin console's) receive media while idle too;
 	// the caller has checked the admin token.
 	Preview bool
+	// Access is what let the viewer in (the invite token of a private
+	// broadcast, empty for a public one), kept so that DropUnless can check
+	// it again when the broadcast turns private or an invite is revoked.
+	Access string
 }
 
 // Offer answers a viewer's SDP offer. The connection starts receiving media
@@ -223,7 +228,7 @@ func (s *Server) Offer(ctx context.Context, offer string, opt OfferOptions) (Ans
 		s.mu.Unlock()
 		return Answer{}, fmt.Errorf("%w (%d)", ErrFull, s.opt.MaxViewers)
 	}
-	sess := &session{id: id, viewer: opt.Viewer, preview: opt.Preview}
+	sess := &session{id: id, viewer: opt.Viewer, preview: opt.Preview, access: opt.Access}
 	s.sessions[id] = sess // holds the place while we negotiate
 	s.updatePeakLocked()
 	s.mu.Unlock()
@@ -396,6 +401,24 @@ func (s *Server) remove(sess *session) {
 		}
 		s.opt.Log.Info("viewer left", "session", sess.id, "viewer", sess.viewer)
 	})
+}
+
+// DropUnless ends every session whose access keep refuses (preview sessions
+// are the admin's and always kept) and returns how many it ended.
+func (s *Server) DropUnless(keep func(access string) bool) int {
+	s.mu.Lock()
+	var drop []*session
+	for _, sess := range s.sessions {
+		if !sess.preview && !keep(sess.access) {
+			drop = append(drop, sess)
+		}
+	}
+	s.mu.Unlock()
+	for _, sess := range drop {
+		s.opt.Log.Info("viewer no longer admitted", "session", sess.id, "viewer", sess.viewer)
+		s.remove(sess)
+	}
+	return len(drop)
 }
 
 // Viewers returns the number of viewer sessions now and the most there
