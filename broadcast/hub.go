@@ -75,12 +75,12 @@ type Status struct {
 type Hub struct {
 	opt Options
 
-	mu        sync.RWMutex
-	status    Status
-	changed   chan struct{} // closed and replaced on every status change
-	live      chan struct{} // closed when going_live reaches live
-	sinks     []*Sink
-	sps, pps  []byte
+	mu       sync.RWMutex
+	status   Status
+	changed  chan struct{} // closed and replaced on every status change
+	live     chan struct{} // closed when going_live reaches live
+	sinks    []*Sink
+	sps, pps []byte
 
 	// Keyframe requests; guarded by keyMu so the encoder loop never waits
 	// on the fan-out lock.

@@ -19,18 +19,20 @@ import (
 
 // Config is the whole configuration file. Field tags are the YAML keys.
 type Config struct {
-	DeviceID  string `yaml:"device_id"`
-	DataDir   string `yaml:"data_dir"`
-	PublicURL string `yaml:"public_url"`
-	HTTP      HTTP   `yaml:"http"`
-	Video     Video  `yaml:"video"`
-	Audio     Audio  `yaml:"audio"`
-	WebRTC    WebRTC `yaml:"webrtc"`
-	MQTT      MQTT   `yaml:"mqtt"`
-	Replay    Replay `yaml:"replay"`
-	Uplink    Uplink `yaml:"uplink"`
-	GPIO      GPIO   `yaml:"gpio"`
-	OTA       OTA    `yaml:"ota"`
+	DeviceID  string   `yaml:"device_id"`
+	DataDir   string   `yaml:"data_dir"`
+	PublicURL string   `yaml:"public_url"`
+	HTTP      HTTP     `yaml:"http"`
+	Video     Video    `yaml:"video"`
+	Audio     Audio    `yaml:"audio"`
+	WebRTC    WebRTC   `yaml:"webrtc"`
+	MQTT      MQTT     `yaml:"mqtt"`
+	Replay    Replay   `yaml:"replay"`
+	Uplink    Uplink   `yaml:"uplink"`
+	GPIO      GPIO     `yaml:"gpio"`
+	OTA       OTA      `yaml:"ota"`
+	Audience  Audience `yaml:"audience"`
+	Announce  Announce `yaml:"announce"`
 }
 
 // HTTP configures the web server.
@@ -119,6 +121,27 @@ type OTA struct {
 	AllowDowngrade bool `yaml:"allow_downgrade"`
 }
 
+// Audience configures comments and hearts.
+type Audience struct {
+	CommentMaxChars int      `yaml:"comment_max_chars"`
+	CommentInterval Duration `yaml:"comment_interval"`
+	HeartInterval   Duration `yaml:"heart_interval"`
+	History         int      `yaml:"history"`
+	InviteTTL       Duration `yaml:"invite_ttl"`
+}
+
+// Webhook is one announcement target.
+type Webhook struct {
+	URL    string `yaml:"url"`
+	Format string `yaml:"format"`
+}
+
+// Announce configures the go-live announcement (off without webhooks).
+type Announce struct {
+	Webhooks []Webhook `yaml:"webhooks"`
+	Timeout  Duration  `yaml:"timeout"`
+}
+
 // Duration is a time.Duration written as "150ms", "2s" or "24h" in YAML.
 type Duration time.Duration
 
@@ -176,8 +199,13 @@ func Default() Config {
 		Uplink: Uplink{MinBitrateKbps: 300, MaxBitrateKbps: 4000},
 		GPIO: GPIO{
 			ActiveLow: true, Debounce: Duration(30 * time.Millisecond),
-			LongPress: Duration(3 * time.Second), LongPressAction: "none",
+			LongPress: Duration(3 * time.Second), LongPressAction: "private",
 		},
+		Audience: Audience{
+			CommentMaxChars: 280, CommentInterval: Duration(2 * time.Second),
+			HeartInterval: Duration(250 * time.Millisecond), History: 50, InviteTTL: Duration(24 * time.Hour),
+		},
+		Announce: Announce{Webhooks: []Webhook{}, Timeout: Duration(5 * time.Second)},
 	}
 }
 
@@ -420,6 +448,30 @@ func (c Config) Validate() error {
 		bad("gpio.long_press", "%s: want at least 500ms", c.GPIO.LongPress.D())
 	}
 	oneOf(bad, "gpio.long_press_action", c.GPIO.LongPressAction, "private", "comments", "shutdown", "none")
+	if c.Audience.CommentMaxChars < 1 || c.Audience.CommentMaxChars > 2000 {
+		bad("audience.comment_max_chars", "%d: want 1 to 2000", c.Audience.CommentMaxChars)
+	}
+	if c.Audience.CommentInterval.D() < 0 || c.Audience.CommentInterval.D() > 10*time.Minute {
+		bad("audience.comment_interval", "%s: want 0 to 10m", c.Audience.CommentInterval.D())
+	}
+	if c.Audience.HeartInterval.D() < 0 || c.Audience.HeartInterval.D() > time.Minute {
+		bad("audience.heart_interval", "%s: want 0 to 1m", c.Audience.HeartInterval.D())
+	}
+	if c.Audience.History < 0 || c.Audience.History > 1000 {
+		bad("audience.history", "%d: want 0 to 1000", c.Audience.History)
+	}
+	if c.Audience.InviteTTL.D() < time.Minute || c.Audience.InviteTTL.D() > 30*24*time.Hour {
+		bad("audience.invite_ttl", "%s: want 1m to 720h", c.Audience.InviteTTL.D())
+	}
+	for i, w := range c.Announce.Webhooks {
+		if u, err := url.Parse(w.URL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			bad(fmt.Sprintf("announce.webhooks[%d].url", i), "is not an http(s) URL")
+		}
+		oneOf(bad, fmt.Sprintf("announce.webhooks[%d].format", i), w.Format, "slack", "discord", "json")
+	}
+	if c.Announce.Timeout.D() < 100*time.Millisecond || c.Announce.Timeout.D() > time.Minute {
+		bad("announce.timeout", "%s: want 100ms to 1m", c.Announce.Timeout.D())
+	}
 	return errors.Join(errs...)
 }
 

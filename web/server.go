@@ -21,6 +21,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/onair/onair/audience"
 	"github.com/onair/onair/broadcast"
 	"github.com/onair/onair/gpio"
 	"github.com/onair/onair/status"
@@ -47,7 +48,16 @@ type Options struct {
 	Press func(ctx context.Context, kind gpio.PressKind) error
 	// MaxSockets bounds event WebSockets; default 1000.
 	MaxSockets int
-	Log        *slog.Logger
+	// Room carries comments and hearts; nil: none.
+	Room *audience.Room
+	// Invites open private broadcasts; nil: none.
+	Invites *audience.Invites
+	// InviteTTL is an invite's lifetime when its creator gives none.
+	InviteTTL time.Duration
+	// PublicURL is how viewers reach the box (invite links), without a
+	// trailing slash.
+	PublicURL string
+	Log       *slog.Logger
 }
 
 // Server is the HTTP handler with the event sockets it owns.
@@ -68,6 +78,10 @@ func New(opt Options) (*Server, error) {
 	if opt.AdminToken == "" {
 		return nil, errors.New("web: an admin token is required")
 	}
+	if opt.InviteTTL <= 0 {
+		opt.InviteTTL = 24 * time.Hour
+	}
+	opt.PublicURL = strings.TrimRight(opt.PublicURL, "/")
 	s := &Server{opt: opt, mux: http.NewServeMux()}
 	s.sockets.init()
 	if opt.Registry == nil {
@@ -98,6 +112,16 @@ func New(opt Options) (*Server, error) {
 	s.route("/api/broadcast", map[string]http.HandlerFunc{http.MethodPatch: s.admin(s.patchBroadcast)})
 	s.route("/api/button", map[string]http.HandlerFunc{http.MethodPost: s.admin(s.button)})
 	s.route("/api/live/ws", map[string]http.HandlerFunc{http.MethodGet: s.events})
+	s.route("/api/comments", map[string]http.HandlerFunc{http.MethodPost: s.admin(s.postComment)})
+	s.route("/api/comments/{id}", map[string]http.HandlerFunc{http.MethodDelete: s.admin(s.removeComment)})
+	s.route("/api/blocks", map[string]http.HandlerFunc{http.MethodPost: s.admin(s.block)})
+	s.route("/api/invites", map[string]http.HandlerFunc{
+		http.MethodPost: s.admin(s.createInvite),
+		http.MethodGet:  s.admin(s.listInvites),
+	})
+	s.route("/api/invites/{id}", map[string]http.HandlerFunc{http.MethodDelete: s.admin(s.revokeInvite)})
+	s.route("/api/replays", map[string]http.HandlerFunc{http.MethodGet: s.listReplays})
+	s.route("/api/invites/{id}/qr", map[string]http.HandlerFunc{http.MethodGet: s.admin(s.inviteQR)})
 	s.route("/metrics", map[string]http.HandlerFunc{
 		http.MethodGet: promhttp.HandlerFor(s.opt.Registry, promhttp.HandlerOpts{}).ServeHTTP,
 	})
@@ -188,10 +212,14 @@ func (s *Server) authorize(r *http.Request) auth {
 	if !ok {
 		return authNone
 	}
-	if subtle.ConstantTimeCompare([]byte(token), []byte(s.opt.AdminToken)) == 1 {
+	if s.isAdminToken(token) {
 		return authAdmin
 	}
 	return authWrong
+}
+
+func (s *Server) isAdminToken(token string) bool {
+	return subtle.ConstantTimeCompare([]byte(token), []byte(s.opt.AdminToken)) == 1
 }
 
 func bearer(r *http.Request) (string, bool) {
@@ -250,10 +278,17 @@ func (s *Server) status(w http.ResponseWriter, r *http.Request) {
 	switch s.authorize(r) {
 	case authAdmin:
 		writeJSON(w, http.StatusOK, doc)
-	case authWrong:
-		writeError(w, http.StatusForbidden, "wrong admin token")
 	default:
-		writeJSON(w, http.StatusOK, doc.Public())
+		pub := doc.Public()
+		if doc.Private {
+			if token, _ := bearer(r); token != "" {
+				st, _ := s.opt.Hub.Status()
+				if s.tokenValid(token, st.BroadcastFor()) {
+					pub = doc.Invited()
+				}
+			}
+		}
+		writeJSON(w, http.StatusOK, pub)
 	}
 }
 
@@ -267,13 +302,10 @@ func (s *Server) goLive(w http.ResponseWriter, r *http.Request) {
 	if !readJSON(w, r, &req) {
 		return
 	}
-	if req.Private != nil && *req.Private {
-		writeError(w, http.StatusBadRequest, "private broadcasts are not available yet: this firmware has no invites")
-		return
-	}
-	title := ""
-	if st, _ := s.opt.Hub.Status(); st.Title != "" {
-		title = st.Title
+	st, _ := s.opt.Hub.Status()
+	title, private := st.Title, st.Private
+	if req.Private != nil {
+		private = *req.Private
 	}
 	if req.Title != nil {
 		if err := broadcast.CheckTitle(*req.Title); err != nil {
@@ -284,7 +316,7 @@ func (s *Server) goLive(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), 10*time.Second)
 	defer cancel()
-	if _, err := s.opt.Hub.GoLive(ctx, broadcast.LiveOptions{Title: title}); err != nil {
+	if _, err := s.opt.Hub.GoLive(ctx, broadcast.LiveOptions{Title: title, Private: private}); err != nil {
 		code := http.StatusInternalServerError
 		if errors.Is(err, broadcast.ErrBusy) {
 			code = http.StatusConflict
@@ -314,16 +346,25 @@ func (s *Server) patchBroadcast(w http.ResponseWriter, r *http.Request) {
 	if !readJSON(w, r, &req) {
 		return
 	}
-	if req.Private != nil || req.CommentsEnabled != nil {
-		writeError(w, http.StatusBadRequest, "private and comments_enabled are not available yet in this firmware")
-		return
-	}
 	if req.Title != nil {
 		if err := broadcast.CheckTitle(*req.Title); err != nil {
 			writeError(w, http.StatusBadRequest, err.Error())
 			return
 		}
+	}
+	if req.CommentsEnabled != nil && s.opt.Room == nil {
+		writeError(w, http.StatusBadRequest, "comments_enabled: this daemon has no comments")
+		return
+	}
+	if req.Title != nil {
 		s.opt.Hub.SetTitle(*req.Title)
+	}
+	if req.CommentsEnabled != nil {
+		s.opt.Room.SetCommentsEnabled(*req.CommentsEnabled)
+	}
+	if req.Private != nil {
+		s.opt.Hub.SetPrivate(*req.Private)
+		s.DropUnadmitted()
 	}
 	writeJSON(w, http.StatusOK, s.opt.Status())
 }

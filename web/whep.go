@@ -26,7 +26,14 @@ func (s *Server) whepOffer(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	opt := whep.OfferOptions{Viewer: r.Header.Get("X-Viewer-Id")}
-	if r.URL.Query().Get("preview") == "1" {
+	if r.URL.Query().Get("preview") != "1" {
+		st, _ := s.opt.Hub.Status()
+		token, ok := s.admit(w, r, st.BroadcastFor(), st.Private)
+		if !ok {
+			return
+		}
+		opt.Access = token
+	} else {
 		// The console's preview plays while idle: admin only.
 		switch s.authorize(r) {
 		case authNone:

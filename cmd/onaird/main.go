@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"os/exec"
 	"os/signal"
 	"strings"
 	"syscall"
@@ -23,6 +24,13 @@ import (
 const defaultConfig = "/etc/onair/onair.yaml"
 
 func main() {
+	if len(os.Args) > 1 && os.Args[1] == "invite" {
+		if err := runInvite(os.Args[2:], os.Stdout); err != nil {
+			fmt.Fprintln(os.Stderr, "onaird invite:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	configPath := flag.String("config", defaultConfig, "configuration file (YAML)")
 	listen := flag.String("listen", "", "HTTP listen address, overrides http.listen")
 	adminToken := flag.String("admin-token", "", "admin bearer token, overrides http.admin_token")
@@ -67,7 +75,7 @@ func run(configPath, listen, adminToken, dataDir, watchdogPath string, keys bool
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	d, err := daemon.New(cfg, daemon.Options{Log: log, Watchdog: watchdogPath})
+	d, err := daemon.New(cfg, daemon.Options{Log: log, Watchdog: watchdogPath, PowerOff: powerOff})
 	if err != nil {
 		return err
 	}
@@ -82,6 +90,15 @@ func run(configPath, listen, adminToken, dataDir, watchdogPath string, keys bool
 		go pressKeys(ctx, d, log)
 	}
 	return d.Run(ctx)
+}
+
+// powerOff is the long press's shutdown action: the image's poweroff,
+// which stops onaird with SIGTERM like every other service first.
+func powerOff(ctx context.Context) error {
+	if out, err := exec.CommandContext(ctx, "poweroff").CombinedOutput(); err != nil {
+		return fmt.Errorf("poweroff: %w: %s", err, strings.TrimSpace(string(out)))
+	}
+	return nil
 }
 
 // pressKeys is the simulated button on the terminal; it ends with stdin.

@@ -21,6 +21,8 @@ import (
 	"github.com/pion/webrtc/v4"
 	"golang.org/x/sys/unix"
 
+	"github.com/onair/onair/announce"
+	"github.com/onair/onair/audience"
 	"github.com/onair/onair/broadcast"
 	"github.com/onair/onair/config"
 	"github.com/onair/onair/device"
@@ -53,6 +55,9 @@ type Options struct {
 	// loops answer (/dev/watchdog on the box); empty: none. Opt-in, because
 	// opening a PC's watchdog arms it.
 	Watchdog string
+	// PowerOff turns the box off (the long press's shutdown action); nil:
+	// the action is refused with a reason.
+	PowerOff func(context.Context) error
 }
 
 // Daemon is a running onaird.
@@ -61,19 +66,25 @@ type Daemon struct {
 	log        *slog.Logger
 	adminToken string
 
-	clock    *device.Clock
-	hub      *broadcast.Hub
-	pipeline *pipeline.Pipeline
-	viewers  *whep.Server
-	web      *web.Server
-	http     *http.Server
-	listener net.Listener
-	sources  status.Sources
-	panel    *panel
-	watchdog *os.File       // nil without --watchdog
-	fleet    *fleet.Client  // nil when mqtt.broker is empty
-	uplink   *uplink.Uplink // nil when uplink.whip_url is empty
-	settings *settings.Store
+	clock     *device.Clock
+	hub       *broadcast.Hub
+	pipeline  *pipeline.Pipeline
+	viewers   *whep.Server
+	web       *web.Server
+	http      *http.Server
+	listener  net.Listener
+	sources   status.Sources
+	panel     *panel
+	watchdog  *os.File       // nil without --watchdog
+	fleet     *fleet.Client  // nil when mqtt.broker is empty
+	uplink    *uplink.Uplink // nil when uplink.whip_url is empty
+	settings  *settings.Store
+	room      *audience.Room
+	invites   *audience.Invites
+	announcer *announce.Announcer
+	publicURL string
+	deviceID  string
+	powerOff  func(context.Context) error
 	// life bounds what New starts before Run (the button's goroutine).
 	life    context.Context
 	endLife context.CancelFunc
@@ -86,7 +97,7 @@ func New(cfg config.Config, opt Options) (*Daemon, error) {
 	if log == nil {
 		log = slog.Default()
 	}
-	d := &Daemon{cfg: cfg, log: log, clock: device.NewClock()}
+	d := &Daemon{cfg: cfg, log: log, clock: device.NewClock(), powerOff: opt.PowerOff}
 	d.life, d.endLife = context.WithCancel(context.Background())
 	if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
 		return nil, fmt.Errorf("data_dir %s: %w", cfg.DataDir, err)
@@ -97,6 +108,9 @@ func New(cfg config.Config, opt Options) (*Daemon, error) {
 		return nil, err
 	}
 	fail := func(err error) (*Daemon, error) {
+		if d.listener != nil {
+			d.listener.Close()
+		}
 		d.panel.close()
 		d.endLife()
 		return nil, err
@@ -125,6 +139,18 @@ func New(cfg config.Config, opt Options) (*Daemon, error) {
 	if saved.Title != nil {
 		d.hub.SetTitle(*saved.Title)
 	}
+	if saved.Private != nil {
+		d.hub.SetPrivate(*saved.Private)
+	}
+	if d.deviceID = cfg.DeviceID; d.deviceID == "" {
+		if d.deviceID, err = opt.Board.DeviceID(); err != nil {
+			d.deviceID, _ = os.Hostname()
+			log.Warn("device id from the host name", "device_id", d.deviceID, "err", err)
+		}
+	}
+	if err := d.openAudience(); err != nil {
+		return fail(err)
+	}
 	media, err := openMedia(cfg, d.clock, log)
 	if err != nil {
 		return fail(err)
@@ -151,8 +177,16 @@ func New(cfg config.Config, opt Options) (*Daemon, error) {
 		Started:  time.Now(), CameraConfigured: media.camera,
 		StorageFreeMB: func() int64 { return freeBytes(cfg.DataDir) / (1 << 20) },
 	}
+	d.listener, err = net.Listen("tcp", cfg.HTTP.Listen)
+	if err != nil {
+		d.viewers.Close()
+		media.close()
+		return fail(fmt.Errorf("http.listen %s: %w", cfg.HTTP.Listen, err))
+	}
+	d.publicURL = publicURL(cfg, d.listener.Addr())
 	d.web, err = web.New(web.Options{
 		AdminToken: token, Hub: d.hub, WHEP: d.viewers, Status: d.sources.Build, Log: log, Press: d.press,
+		Room: d.room, Invites: d.invites, InviteTTL: cfg.Audience.InviteTTL.D(), PublicURL: d.publicURL,
 		Health: map[string]func(context.Context) error{
 			"media":     d.mediaAnswers,
 			"broadcast": func(context.Context) error { d.hub.Status(); return nil },
@@ -193,12 +227,6 @@ func New(cfg config.Config, opt Options) (*Daemon, error) {
 			media.close()
 			return fail(err)
 		}
-	}
-	d.listener, err = net.Listen("tcp", cfg.HTTP.Listen)
-	if err != nil {
-		d.viewers.Close()
-		media.close()
-		return fail(fmt.Errorf("http.listen %s: %w", cfg.HTTP.Listen, err))
 	}
 	d.http = &http.Server{
 		Handler:           d.web,
@@ -257,8 +285,11 @@ func (d *Daemon) Run(ctx context.Context) error {
 		}()
 		go publishEvents(fleetCtx, d.hub, d.fleet, &wg)
 	}
-	wg.Add(1)
+	wg.Add(2)
 	go func() { defer wg.Done(); d.keepTitle(fleetCtx) }()
+	first, changed := d.hub.Status()
+	comments := d.room.Subscribe()
+	go func() { defer wg.Done(); d.followBroadcast(fleetCtx, first, changed, comments) }()
 	if d.watchdog != nil {
 		wg.Add(1)
 		go func() {
@@ -292,6 +323,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	stopFleet()
 	d.viewers.Close() // DTLS close to every viewer
 	d.web.Close()     // close frames to event sockets
+	d.room.Close()
 	if e := d.http.Shutdown(shutdownCtx); e != nil && !errors.Is(e, context.DeadlineExceeded) {
 		err = errors.Join(err, e)
 	} else if e != nil {
@@ -301,6 +333,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	stopPanel()
 	d.endLife()
 	wg.Wait()
+	d.announcer.Wait()
 	d.panel.close()
 	return errors.Join(err, pipeErr)
 }
@@ -327,13 +360,22 @@ func (d *Daemon) press(ctx context.Context, kind gpio.PressKind) error {
 		return err
 	case gpio.Long:
 		d.buttonEvent("long")
-		switch d.cfg.GPIO.LongPressAction {
-		case "none":
-			d.log.Info("button", "press", "long", "action", "none")
-			return nil
-		default:
-			return fmt.Errorf("long press action %q is not available in this firmware yet", d.cfg.GPIO.LongPressAction)
+		action := d.cfg.GPIO.LongPressAction
+		d.log.Info("button", "press", "long", "action", action)
+		switch action {
+		case "private":
+			st, _ := d.hub.Status()
+			d.hub.SetPrivate(!st.Private)
+		case "comments":
+			d.room.SetCommentsEnabled(!d.room.CommentsEnabled())
+		case "shutdown":
+			if d.powerOff == nil {
+				return errors.New("long press: this daemon cannot power the box off")
+			}
+			d.hub.Stop(ctx)
+			return d.powerOff(ctx)
 		}
+		return nil
 	}
 	return fmt.Errorf("unknown press %v", kind)
 }

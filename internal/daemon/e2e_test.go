@@ -232,7 +232,7 @@ func TestBadInputAndChurn(t *testing.T) {
 		{"wrong method", "PUT", "/api/status", "", nil, 405},
 		{"live without token", "POST", "/api/live", "", nil, 401},
 		{"live with wrong token", "POST", "/api/live", "", map[string]string{"Authorization": "Bearer nope"}, 403},
-		{"private not yet", "POST", "/api/live", `{"private": true}`, map[string]string{"Authorization": "Bearer test-admin-token"}, 400},
+		{"private not a bool", "POST", "/api/live", `{"private": "yes"}`, map[string]string{"Authorization": "Bearer test-admin-token"}, 400},
 		{"bad JSON", "POST", "/api/live", `{"title":`, map[string]string{"Authorization": "Bearer test-admin-token"}, 400},
 		{"unknown field", "POST", "/api/live", `{"titel":"x"}`, map[string]string{"Authorization": "Bearer test-admin-token"}, 400},
 		{"bad button", "POST", "/api/button", `{"press":"double"}`, map[string]string{"Authorization": "Bearer test-admin-token"}, 400},

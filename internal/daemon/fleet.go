@@ -21,12 +21,10 @@ func errNotYet(what string) error {
 type controller struct{ d *Daemon }
 
 func (c controller) Live(ctx context.Context, args fleet.LiveArgs) error {
-	if args.Private != nil && *args.Private {
-		return errNotYet("a private broadcast")
-	}
-	title := ""
-	if st, _ := c.d.hub.Status(); st.Title != "" {
-		title = st.Title
+	st, _ := c.d.hub.Status()
+	title, private := st.Title, st.Private
+	if args.Private != nil {
+		private = *args.Private
 	}
 	if args.Title != nil {
 		if err := broadcast.CheckTitle(*args.Title); err != nil {
@@ -34,7 +32,7 @@ func (c controller) Live(ctx context.Context, args fleet.LiveArgs) error {
 		}
 		title = *args.Title
 	}
-	_, err := c.d.hub.GoLive(ctx, broadcast.LiveOptions{Title: title})
+	_, err := c.d.hub.GoLive(ctx, broadcast.LiveOptions{Title: title, Private: private})
 	return err
 }
 
@@ -47,10 +45,6 @@ func (c controller) Stop(ctx context.Context) error {
 // as it was.
 func (c controller) Set(_ context.Context, args fleet.SetArgs) error {
 	switch {
-	case args.Private != nil:
-		return errNotYet("private")
-	case args.CommentsEnabled != nil:
-		return errNotYet("comments_enabled")
 	case args.UplinkURL != nil, args.UplinkToken != nil, args.UplinkEnabled != nil:
 		return errNotYet("the WHIP uplink")
 	}
@@ -64,6 +58,12 @@ func (c controller) Set(_ context.Context, args fleet.SetArgs) error {
 	}
 	if args.Title != nil {
 		c.d.hub.SetTitle(*args.Title)
+	}
+	if args.Private != nil {
+		c.d.hub.SetPrivate(*args.Private)
+	}
+	if args.CommentsEnabled != nil {
+		c.d.room.SetCommentsEnabled(*args.CommentsEnabled)
 	}
 	if args.BitrateKbps != nil {
 		kbps := *args.BitrateKbps
@@ -81,9 +81,11 @@ func (c controller) OTA(context.Context, fleet.OTAArgs) error {
 	return errNotYet("over-the-air update")
 }
 
-func (c controller) CommentRemove(context.Context, string) error { return errNotYet("comments") }
+func (c controller) CommentRemove(_ context.Context, id string) error { return c.d.room.Remove(id) }
 
-func (c controller) ViewerBlock(context.Context, string) error { return errNotYet("blocking viewers") }
+func (c controller) ViewerBlock(_ context.Context, viewer string) error {
+	return c.d.room.Block(viewer)
+}
 
 func (c controller) ReplayDelete(context.Context, string) error { return errNotYet("replays") }
 

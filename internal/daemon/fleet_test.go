@@ -97,11 +97,17 @@ func TestFleetCommandsDriveTheBroadcast(t *testing.T) {
 	next("onair/box1/event", func(d map[string]any) bool { return d["type"] == "went_live" })
 	next("onair/box1/status", func(d map[string]any) bool { return d["state"] == "live" })
 
-	if rep := send("set", `{"id":"c2","private":true,"title":"x"}`); rep["ok"] != false || !strings.Contains(rep["error"].(string), "not available") {
-		t.Fatalf("set private: %v", rep)
+	if rep := send("set", `{"id":"c2","uplink_enabled":true,"title":"x"}`); rep["ok"] != false || !strings.Contains(rep["error"].(string), "not available") {
+		t.Fatalf("set uplink: %v", rep)
 	}
 	if st, _ := r.d.Hub().Status(); st.Title != "From the fleet" {
 		t.Fatalf("a refused set changed the title to %q", st.Title)
+	}
+	if rep := send("set", `{"id":"c2b","private":true,"comments_enabled":false}`); rep["ok"] != true {
+		t.Fatalf("set private: %v", rep)
+	}
+	if st, _ := r.d.Hub().Status(); !st.Private {
+		t.Fatal("set private did not make the broadcast private")
 	}
 	if rep := send("set", `{"id":"c3","bitrate_kbps":1200}`); rep["ok"] != true {
 		t.Fatalf("set bitrate: %v", rep)

@@ -27,7 +27,115 @@
     $("live").classList.toggle("live", live);
     $("status").textContent = JSON.stringify(doc, null, 2);
     if (document.activeElement !== $("title")) $("title").value = doc.title || "";
+    $("private").checked = !!doc.private;
+    const peak = doc.audio ? doc.audio.peak_dbfs : -100;
+    $("level").style.width = Math.max(0, Math.min(100, (peak + 60) / 60 * 100)) + "%";
+    $("level-text").textContent = doc.audio ? Math.round(peak) + " dBFS" : "";
   }
+
+  $("private").addEventListener("change", async () => {
+    try { show(await api("PATCH", "/api/broadcast", { private: $("private").checked })); }
+    catch (e) { $("error").textContent = e.message; }
+  });
+  $("comments-on").addEventListener("change", async () => {
+    try { show(await api("PATCH", "/api/broadcast", { comments_enabled: $("comments-on").checked })); }
+    catch (e) { $("error").textContent = e.message; }
+  });
+
+  // --- the comment stream, with remove and block; text goes in as text ---
+  function addComment(c) {
+    const li = document.createElement("li");
+    li.dataset.id = c.id;
+    if (c.broadcaster) li.className = "broadcaster";
+    const who = document.createElement("span");
+    who.className = "who";
+    who.textContent = c.name;
+    const text = document.createElement("span");
+    text.textContent = c.text;
+    const remove = document.createElement("button");
+    remove.type = "button"; remove.className = "remove"; remove.textContent = "remove";
+    remove.addEventListener("click", () => api("DELETE", "/api/comments/" + encodeURIComponent(c.id)).catch((e) => { $("error").textContent = e.message; }));
+    li.append(who, text, remove);
+    if (!c.broadcaster) {
+      const block = document.createElement("button");
+      block.type = "button"; block.className = "remove"; block.textContent = "block";
+      block.addEventListener("click", () => api("POST", "/api/blocks", { viewer: c.viewer }).catch((e) => { $("error").textContent = e.message; }));
+      li.append(block);
+    }
+    $("comments").append(li);
+    $("comments").scrollTop = $("comments").scrollHeight;
+  }
+  let ws = null;
+  function connectEvents() {
+    const proto = location.protocol === "https:" ? "wss:" : "ws:";
+    ws = new WebSocket(proto + "//" + location.host + "/api/live/ws?t=" + encodeURIComponent(token));
+    ws.onopen = () => $("comments").replaceChildren();
+    ws.onmessage = (m) => {
+      let e;
+      try { e = JSON.parse(m.data); } catch (err) { return; }
+      if (e.type === "comment") addComment(e);
+      else if (e.type === "comment_removed") {
+        for (const li of $("comments").querySelectorAll("li")) if (li.dataset.id === e.id) li.remove();
+      } else if (e.type === "comments_enabled") $("comments-on").checked = !!e.enabled;
+      else if (e.type === "error") $("error").textContent = e.error;
+    };
+    ws.onclose = () => { if (token) setTimeout(connectEvents, 2000); };
+  }
+  $("comment-form").addEventListener("submit", (e) => {
+    e.preventDefault();
+    const text = $("comment").value.trim();
+    if (!text || !ws || ws.readyState !== WebSocket.OPEN) return;
+    ws.send(JSON.stringify({ type: "comment", text }));
+    $("comment").value = "";
+  });
+
+  // --- invites: a link per person, with a QR code to show on a phone ---
+  async function loadInvites() {
+    const list = await api("GET", "/api/invites");
+    $("invites").replaceChildren(...list.filter((i) => !i.revoked).map((inv) => {
+      const tr = document.createElement("tr");
+      const name = document.createElement("td");
+      name.textContent = inv.name || "(no name)";
+      const exp = document.createElement("td");
+      exp.textContent = new Date(inv.expires).toLocaleString();
+      const actions = document.createElement("td");
+      const qr = document.createElement("button");
+      qr.type = "button"; qr.textContent = "QR";
+      qr.addEventListener("click", () => showQR(inv));
+      const copy = document.createElement("button");
+      copy.type = "button"; copy.textContent = "copy link";
+      copy.addEventListener("click", () => navigator.clipboard && navigator.clipboard.writeText(inv.url));
+      const revoke = document.createElement("button");
+      revoke.type = "button"; revoke.textContent = "revoke";
+      revoke.addEventListener("click", async () => {
+        try { await api("DELETE", "/api/invites/" + encodeURIComponent(inv.id)); loadInvites(); }
+        catch (e) { $("error").textContent = e.message; }
+      });
+      actions.append(qr, copy, revoke);
+      tr.append(name, exp, actions);
+      return tr;
+    }));
+  }
+  async function showQR(inv) {
+    const resp = await fetch("/api/invites/" + encodeURIComponent(inv.id) + "/qr", { headers: { Authorization: "Bearer " + token } });
+    if (!resp.ok) return;
+    const old = $("qr").src;
+    $("qr").src = URL.createObjectURL(await resp.blob());
+    if (old.startsWith("blob:")) URL.revokeObjectURL(old);
+    $("qr-link").textContent = $("qr-link").href = inv.url;
+    $("qr-box").hidden = false;
+  }
+  $("invite-form").addEventListener("submit", async (e) => {
+    e.preventDefault();
+    const body = { name: $("invite-name").value.trim() };
+    if ($("invite-ttl").value.trim()) body.ttl = $("invite-ttl").value.trim();
+    try {
+      const inv = await api("POST", "/api/invites", body);
+      $("invite-name").value = "";
+      await loadInvites();
+      showQR(inv);
+    } catch (err) { $("error").textContent = err.message; }
+  });
 
   async function refresh() {
     try { show(await api("GET", "/api/status")); $("error").textContent = ""; }
@@ -110,6 +218,8 @@
     $("controls").hidden = false;
     $("link").textContent = $("link").href = location.origin + "/";
     refresh();
+    if (!ws) connectEvents();
+    loadInvites().catch(() => {});
   }
 
   setInterval(() => { if (token) refresh(); }, 2000);

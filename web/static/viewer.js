@@ -10,6 +10,16 @@
   const viewersEl = document.getElementById("viewers");
   const badge = document.getElementById("badge");
   const unmute = document.getElementById("unmute");
+  const chat = document.getElementById("chat");
+  const commentsEl = document.getElementById("comments");
+  const chatNote = document.getElementById("chat-note");
+  const form = document.getElementById("comment-form");
+  const nameInput = document.getElementById("name");
+  const commentInput = document.getElementById("comment");
+  const heartsEl = document.getElementById("hearts");
+  const replayOffer = document.getElementById("replay-offer");
+  const replayLink = document.getElementById("replay-link");
+  const replayList = document.getElementById("replay-list");
 
   const params = new URLSearchParams(location.search);
   const token = params.get("t") || "";
@@ -26,6 +36,10 @@
 
   let state = "connecting";
   let wasLive = false;
+  let isPrivate = false;
+  let admitted = true;
+  let commentsOn = true;
+  let ws = null;
 
   function show(text) {
     overlayText.textContent = text;
@@ -34,7 +48,16 @@
 
   function render() {
     overlay.dataset.state = state;
-    badge.hidden = state !== "live";
+    badge.hidden = state !== "live" || !admitted;
+    chat.hidden = !admitted || state === "connecting";
+    replayOffer.hidden = true;
+    if (!admitted) {
+      show(token ? "This invite does not open this broadcast (it may have expired or been withdrawn)."
+        : "This broadcast is private. Open the invite link you were sent.");
+      updateUnmute();
+      window.onairState = { state, wasLive, private: isPrivate, admitted };
+      return;
+    }
     switch (state) {
       case "live":
         overlay.hidden = true;
@@ -45,6 +68,7 @@
       case "idle":
       case "stopping":
         show(wasLive ? "The broadcast has ended. Thanks for watching." : "Waiting for the broadcast to start…");
+        offerReplays();
         break;
       case "error":
         show("The broadcast has a problem. It will resume here by itself.");
@@ -53,7 +77,97 @@
         show("Connecting…");
     }
     updateUnmute();
-    window.onairState = { state, wasLive }; // for tests and curious people
+    window.onairState = { state, wasLive, private: isPrivate, admitted }; // for tests and curious people
+  }
+
+  // --- comments and hearts; every text goes in with textContent, never as HTML ---
+  function addComment(c) {
+    const li = document.createElement("li");
+    li.dataset.id = c.id;
+    if (c.broadcaster) li.className = "broadcaster";
+    const who = document.createElement("span");
+    who.className = "who";
+    who.textContent = c.name;
+    const text = document.createElement("span");
+    text.className = "text";
+    text.textContent = c.text;
+    li.append(who, text);
+    const atBottom = commentsEl.scrollHeight - commentsEl.scrollTop - commentsEl.clientHeight < 40;
+    commentsEl.append(li);
+    while (commentsEl.children.length > 200) commentsEl.firstElementChild.remove();
+    if (atBottom) commentsEl.scrollTop = commentsEl.scrollHeight;
+  }
+  function note(text) {
+    chatNote.textContent = text;
+    chatNote.hidden = !text;
+  }
+  function renderComments() {
+    commentInput.disabled = !commentsOn;
+    commentInput.placeholder = commentsOn ? "say something" : "comments are off";
+    if (!commentsOn) note("Comments are off.");
+    else if (chatNote.textContent === "Comments are off.") note("");
+  }
+  const heartSVG = document.querySelector("#heart svg");
+  function floatHeart() {
+    if (heartsEl.childElementCount > 30) return; // a storm of hearts stays light
+    const h = document.createElement("span");
+    h.append(heartSVG.cloneNode(true));
+    h.style.left = Math.round(Math.random() * 20) + "px";
+    h.style.setProperty("--drift", Math.round(Math.random() * 60 - 40) + "px");
+    h.addEventListener("animationend", () => h.remove());
+    heartsEl.append(h);
+  }
+  function send(msg) {
+    if (ws && ws.readyState === WebSocket.OPEN) ws.send(JSON.stringify(msg));
+  }
+  try { nameInput.value = localStorage.getItem("onair.name") || ""; } catch (e) {}
+  nameInput.addEventListener("change", () => {
+    try { localStorage.setItem("onair.name", nameInput.value.trim()); } catch (e) {}
+    send({ type: "hello", name: nameInput.value.trim(), viewer: viewerId });
+  });
+  form.addEventListener("submit", (e) => {
+    e.preventDefault();
+    const text = commentInput.value.trim();
+    if (!text) return;
+    if (!nameInput.value.trim()) { note("Pick a name first."); nameInput.focus(); return; }
+    send({ type: "hello", name: nameInput.value.trim(), viewer: viewerId });
+    send({ type: "comment", text });
+    commentInput.value = "";
+  });
+  document.getElementById("heart").addEventListener("click", () => {
+    send({ type: "heart" }); // the box echoes it to everyone, this page included
+  });
+  let noteTimer = 0;
+  function refused(e) {
+    let text = e.error || "refused";
+    if (e.code === "rate_limited" && e.retry_after_s) text = "Slow down: wait " + Math.ceil(e.retry_after_s) + " s.";
+    note(text);
+    clearTimeout(noteTimer);
+    noteTimer = setTimeout(() => { if (chatNote.textContent === text) renderComments(), note(commentsOn ? "" : "Comments are off."); }, 4000);
+  }
+
+  // --- replays on the waiting and ended screens ---
+  async function offerReplays() {
+    try {
+      const headers = token ? { Authorization: "Bearer " + token } : {};
+      const resp = await fetch("/api/replays", { headers });
+      if (!resp.ok) return;
+      const list = await resp.json();
+      if (!Array.isArray(list) || list.length === 0 || state === "live") return;
+      const open = (r) => "/replays/" + encodeURIComponent(r.id) + (token ? "?t=" + encodeURIComponent(token) : "");
+      const done = list.filter((r) => !r.recording);
+      if (done.length === 0) return;
+      replayLink.href = open(done[0]);
+      replayList.replaceChildren(...done.slice(1, 6).map((r) => {
+        const li = document.createElement("li");
+        const a = document.createElement("a");
+        a.href = open(r);
+        a.textContent = (r.title || "Untitled") + " · " + new Date(r.start).toLocaleString();
+        li.append(a);
+        return li;
+      }));
+      replayOffer.hidden = state === "live" || !admitted;
+    } catch (e) {}
   }
 
   // --- event socket, reconnects when the box restarts ---
@@ -61,16 +175,22 @@
   function connectEvents() {
     const proto = location.protocol === "https:" ? "wss:" : "ws:";
     const q = token ? "?t=" + encodeURIComponent(token) : "";
-    const ws = new WebSocket(proto + "//" + location.host + "/api/live/ws" + q);
+    ws = new WebSocket(proto + "//" + location.host + "/api/live/ws" + q);
     ws.onopen = () => {
       wsDelay = 500;
-      ws.send(JSON.stringify({ type: "hello", name: "", viewer: viewerId }));
+      commentsEl.replaceChildren(); // the server sends the recent history again
+      send({ type: "hello", name: nameInput.value.trim(), viewer: viewerId });
     };
     ws.onmessage = (m) => {
       let e;
       try { e = JSON.parse(m.data); } catch (err) { return; }
       if (e.type === "state") {
-        if (e.state === "live") wasLive = true;
+        if (e.state === "live" && e.admitted) wasLive = true;
+        const wasAdmitted = admitted;
+        isPrivate = !!e.private;
+        admitted = e.admitted !== false;
+        if (!admitted) { commentsEl.replaceChildren(); video.srcObject = null; }
+        if (admitted && !wasAdmitted) retryMedia();
         state = e.state;
         render();
         if (state === "live") {
@@ -81,6 +201,19 @@
         document.title = e.title ? e.title + " · OnAir" : "OnAir";
       } else if (e.type === "viewers") {
         viewersEl.textContent = String(e.viewers);
+      } else if (e.type === "comment") {
+        addComment(e);
+      } else if (e.type === "reset") {
+        commentsEl.replaceChildren(); // a new broadcast starts with an empty chat
+      } else if (e.type === "comment_removed") {
+        for (const li of commentsEl.querySelectorAll("li")) if (li.dataset.id === e.id) li.remove();
+      } else if (e.type === "comments_enabled") {
+        commentsOn = !!e.enabled;
+        renderComments();
+      } else if (e.type === "heart") {
+        floatHeart();
+      } else if (e.type === "error") {
+        refused(e);
       }
     };
     ws.onclose = () => {
@@ -129,6 +262,15 @@
       const headers = { "Content-Type": "application/sdp", "X-Viewer-Id": viewerId };
       if (token) headers.Authorization = "Bearer " + token;
       const resp = await fetch("/api/whep", { method: "POST", headers, body: pc.localDescription.sdp });
+      if (resp.status === 401 || resp.status === 403) {
+        // Private: the event socket says so; try again only when admitted.
+        admitted = false;
+        pc.close();
+        video.srcObject = null;
+        render();
+        marking = false;
+        return;
+      }
       if (resp.status !== 201) throw new Error("WHEP " + resp.status);
       session = resp.headers.get("Location");
       await pc.setRemoteDescription({ type: "answer", sdp: await resp.text() });
