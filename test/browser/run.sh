@@ -110,7 +110,7 @@ status=0
 	cd "$here"
 	ONAIR_URL="http://127.0.0.1:$port" ONAIR_TOKEN="$token" \
 		ONAIR_ARTIFACTS="$root/test-artifacts" CHROMIUM="$CHROMIUM" \
-		timeout --kill-after=10 300 node --test --test-reporter=spec viewer.test.mjs
+		timeout --kill-after=10 400 node --test --test-concurrency=1 --test-reporter=spec viewer.test.mjs audience.test.mjs
 ) || status=$?
 
 if [[ $status -ne 0 ]]; then
