@@ -87,6 +87,7 @@ func (p *Pipeline) runVideo(ctx context.Context) error {
 	src := p.video.Source
 	defer func() { src.Close(); p.video.Encoder.Close() }()
 	usingFallback := false
+	encoderFailures := 0
 	for {
 		frame, err := src.ReadVideo(ctx)
 		if err != nil {
@@ -119,7 +120,17 @@ func (p *Pipeline) runVideo(ctx context.Context) error {
 		force := p.hub.KeyframeDue(frame.Capture)
 		sample, ok, err := p.video.Encoder.Encode(frame, force)
 		if err != nil {
-			return fmt.Errorf("encode video: %w", err)
+			if err := p.recoverEncoder(ctx, err, &encoderFailures); err != nil {
+				return err
+			}
+			continue
+		}
+		if encoderFailures > 0 {
+			encoderFailures = 0
+			p.log.Info("video encoder recovered")
+			if !usingFallback {
+				p.hub.SetProblem("")
+			}
 		}
 		if !ok {
 			continue
@@ -152,6 +163,39 @@ func (p *Pipeline) runAudio(ctx context.Context) error {
 			p.hub.Publish(s)
 		}
 	}
+}
+
+// resettable is an encoder that can set itself up again after a device
+// error (the hardware encoder).
+type resettable interface{ Reset() error }
+
+// maxEncoderFailures in a row end the video loop: a device that fails on
+// every restart is a problem to report, not to spin on.
+const maxEncoderFailures = 5
+
+// recoverEncoder restarts an encoder that failed, after a pause that grows
+// with each failure in a row; the broadcast goes on (viewers see a frozen
+// picture for a moment) and the status says what happened.
+func (p *Pipeline) recoverEncoder(ctx context.Context, cause error, failures *int) error {
+	r, ok := p.video.Encoder.(resettable)
+	*failures++
+	if !ok || *failures > maxEncoderFailures {
+		return fmt.Errorf("encode video: %w", cause)
+	}
+	p.log.Error("video encoder failed, restarting it", "attempt", *failures, "err", cause)
+	p.hub.SetProblem(fmt.Sprintf("video encoder failed (%v); restarting it", cause))
+	pause := time.Duration(50<<(*failures-1)) * time.Millisecond
+	t := time.NewTimer(pause)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+	}
+	if err := r.Reset(); err != nil {
+		p.log.Error("video encoder restart", "err", err)
+	}
+	return nil // a restarted encoder begins with a keyframe
 }
 
 // SinceLastFrame is how long ago the video loop last encoded a picture: the

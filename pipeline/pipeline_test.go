@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -161,5 +162,105 @@ func TestCameraFailureFallsBackToSlate(t *testing.T) {
 	}
 	if !p.Stats().CameraLost {
 		t.Fatal("stats do not report the lost camera")
+	}
+}
+
+// flakyEncoder fails the next `fail` pictures, as a hardware encoder does
+// when its device errors, and counts the restarts it is given.
+type flakyEncoder struct {
+	encoder.VideoEncoder
+	mu     sync.Mutex
+	fail   int
+	resets int
+}
+
+func (f *flakyEncoder) Encode(frame media.VideoFrame, force bool) (media.Sample, bool, error) {
+	f.mu.Lock()
+	failing := f.fail > 0
+	if failing {
+		f.fail--
+	}
+	f.mu.Unlock()
+	if failing {
+		return media.Sample{}, false, errors.New("VIDIOC_DQBUF: input/output error")
+	}
+	return f.VideoEncoder.Encode(frame, force)
+}
+
+func (f *flakyEncoder) Reset() error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.resets++
+	return nil
+}
+
+func TestEncoderFailureRestartsIt(t *testing.T) {
+	clock := device.NewClock()
+	hub := broadcast.New(broadcast.Options{KeyframeMinInterval: 150 * time.Millisecond})
+	pattern, err := testsrc.NewPattern(320, 240, 30, clock, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := newPipeline(t, hub, pattern, clock)
+	flaky := &flakyEncoder{VideoEncoder: p.video.Encoder, fail: 3}
+	p.video.Encoder = flaky
+	sink := hub.AddSink(broadcast.SinkOptions{Name: "test", Preview: true})
+	defer sink.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- p.Run(ctx) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil && !errors.Is(err, context.Canceled) {
+			t.Error(err)
+		}
+	}()
+	// Pictures flow again after three failures, and the problem is cleared.
+	waitCtx, stop := context.WithTimeout(ctx, 10*time.Second)
+	defer stop()
+	for {
+		s, err := sink.Next(waitCtx)
+		if err != nil {
+			t.Fatalf("no video after the encoder failed: %v", err)
+		}
+		if s.Kind == media.Video {
+			break
+		}
+	}
+	flaky.mu.Lock()
+	resets := flaky.resets
+	flaky.mu.Unlock()
+	if resets != 3 {
+		t.Fatalf("%d restarts, want 3", resets)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for st, _ := hub.Status(); st.Error != ""; st, _ = hub.Status() {
+		if time.Now().After(deadline) {
+			t.Fatalf("problem not cleared after recovery: %q", st.Error)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// plainEncoder cannot be restarted.
+type plainEncoder struct{ encoder.VideoEncoder }
+
+func (plainEncoder) Encode(media.VideoFrame, bool) (media.Sample, bool, error) {
+	return media.Sample{}, false, errors.New("broken")
+}
+
+func TestEncoderThatCannotRestartEndsTheLoop(t *testing.T) {
+	clock := device.NewClock()
+	hub := broadcast.New(broadcast.Options{})
+	pattern, err := testsrc.NewPattern(320, 240, 30, clock, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := newPipeline(t, hub, pattern, clock)
+	p.video.Encoder = plainEncoder{p.video.Encoder}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := p.Run(ctx); err == nil || !strings.Contains(err.Error(), "encode video: broken") {
+		t.Fatalf("Run: %v, want the encoder's error", err)
 	}
 }

@@ -6,7 +6,6 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"strings"
 
 	"github.com/onair/onair/config"
 	"github.com/onair/onair/device"
@@ -16,6 +15,7 @@ import (
 	"github.com/onair/onair/encoder"
 	"github.com/onair/onair/encoder/opus"
 	"github.com/onair/onair/encoder/passthrough"
+	"github.com/onair/onair/encoder/v4l2m2m"
 	"github.com/onair/onair/encoder/x264"
 	"github.com/onair/onair/media"
 	"github.com/onair/onair/pipeline"
@@ -65,15 +65,14 @@ func openMedia(cfg config.Config, clock *device.Clock, log *slog.Logger) (m open
 	}
 
 	caps := encoder.Capabilities{
-		HardwareReason: "no V4L2 memory-to-memory H.264 encoder found",
-		Software:       x264.Available, SoftwareReason: "built without cgo",
+		Software: x264.Available, SoftwareReason: "built without cgo",
 		CameraFormat: media.I420,
 	}
-	if hw := findHardwareEncoder(); hw != "" {
-		// The hardware encoder itself arrives with its own issue; until
-		// then the box encodes in software and says why.
-		caps.HardwareReason = "found " + hw + ", but this firmware does not drive it yet"
+	hwPath, hwReason, hwErr := v4l2m2m.Find()
+	if hwErr != nil {
+		hwReason = hwErr.Error()
 	}
+	caps.HardwareEncoder, caps.HardwareReason = hwPath, hwReason
 
 	switch cfg.Video.Source {
 	case "v4l2", "auto":
@@ -104,6 +103,28 @@ func openMedia(cfg config.Config, clock *device.Clock, log *slog.Logger) (m open
 	}
 	m.video.Fallback = pattern
 
+	params := encoder.VideoParams{
+		Width: w, Height: h, FPS: fps, BitrateKbps: cfg.Video.BitrateKbps,
+		KeyframeInterval: cfg.Video.KeyframeInterval.D(),
+	}
+	hw := v4l2m2m.Options{Format: caps.CameraFormat, Logger: log}
+	switch caps.CameraFormat {
+	case media.I420, media.NV12, media.YUYV:
+	default:
+		hw.Format = media.I420
+	}
+	if cfg.Uplink.WHIPURL != "" {
+		hw.MaxBitrateKbps = min(cfg.Uplink.MaxBitrateKbps, v4l2m2m.MaxBitrateKbps)
+	}
+	if caps.HardwareEncoder != "" {
+		// The Pi's encoder has hard limits (1080p30, 20 Mbit/s): beyond them
+		// auto falls back to software and says why.
+		if err := v4l2m2m.Validate(params, hw.RateControl); err != nil {
+			caps.HardwareReason = fmt.Sprintf("%s found, but %v", caps.HardwareEncoder, err)
+			caps.HardwareEncoder = ""
+		}
+	}
+
 	choice, err := encoder.Choose(cfg.Video.Encoder, caps)
 	if err != nil {
 		return m, err
@@ -112,11 +133,9 @@ func openMedia(cfg config.Config, clock *device.Clock, log *slog.Logger) (m open
 		log.Info("video encoder skipped", "encoder", c.Name, "available", c.Available, "reason", c.Reason)
 	}
 	log.Info("video encoder", "encoder", choice.Name, "reason", choice.Reason, "size", fmt.Sprintf("%dx%d", w, h), "fps", fps)
-	params := encoder.VideoParams{
-		Width: w, Height: h, FPS: fps, BitrateKbps: cfg.Video.BitrateKbps,
-		KeyframeInterval: cfg.Video.KeyframeInterval.D(),
-	}
 	switch choice.Name {
+	case "v4l2m2m":
+		m.video.Encoder, err = v4l2m2m.Open(caps.HardwareEncoder, params, hw)
 	case "x264":
 		m.video.Encoder, err = x264.New(params, x264.Options{})
 	case "passthrough":
@@ -180,18 +199,4 @@ func openCamera(cfg config.Config, formats []media.PixelFormat, clock *device.Cl
 		return nil, fmt.Errorf("camera %s: %w", cfg.Video.Device, err)
 	}
 	return cam, nil
-}
-
-// findHardwareEncoder looks for a V4L2 M2M device that encodes H.264.
-func findHardwareEncoder() string {
-	infos, err := v4l2.List()
-	if err != nil {
-		return ""
-	}
-	for _, info := range infos {
-		if info.M2M && v4l2.Offers(info.Formats, media.H264) && strings.Contains(strings.ToLower(info.Card), "encode") {
-			return info.Path + " (" + info.Card + ")"
-		}
-	}
-	return ""
 }
