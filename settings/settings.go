@@ -21,6 +21,9 @@ type Settings struct {
 	BitrateKbps     *int    `json:"bitrate_kbps,omitempty"`
 	Private         *bool   `json:"private,omitempty"`
 	CommentsEnabled *bool   `json:"comments_enabled,omitempty"`
+	UplinkURL       *string `json:"uplink_url,omitempty"`
+	UplinkToken     *string `json:"uplink_token,omitempty"`
+	UplinkEnabled   *bool   `json:"uplink_enabled,omitempty"`
 }
 
 // FileName is the settings file's name in the data directory.

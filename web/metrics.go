@@ -23,6 +23,11 @@ func NewRegistry(opt Options) (*prometheus.Registry, error) {
 	return reg, nil
 }
 
+// UplinkStats are the uplink's figures for /metrics.
+type UplinkStats struct {
+	BitrateKbps, EstimateKbps, Failures int
+}
+
 // boxCollector reads the hub, the pipeline and the viewers at scrape time, so
 // nothing on the media path updates a metric.
 type boxCollector struct{ opt Options }
@@ -37,13 +42,17 @@ var (
 	descKeyframes      = prometheus.NewDesc("onair_keyframes_forced_total", "Keyframes forced by joins, PLI/FIR and going live.", nil, nil)
 	descAudioLevel     = prometheus.NewDesc("onair_audio_level_dbfs", "Audio level over the last second, dBFS.", []string{"kind"}, nil)
 	descUplinkUp       = prometheus.NewDesc("onair_uplink_up", "1 when the WHIP uplink is sending.", nil, nil)
+	descUplinkBitrate  = prometheus.NewDesc("onair_uplink_bitrate_kbps", "Encoder bitrate the uplink's congestion control chose, kbit/s (0 while off).", nil, nil)
+	descUplinkEstimate = prometheus.NewDesc("onair_uplink_estimate_kbps", "Latest congestion estimate of the uplink's path, kbit/s (0 without one).", nil, nil)
+	descUplinkFailures = prometheus.NewDesc("onair_uplink_failures", "Failed uplink attempts since media last flowed steadily.", nil, nil)
 	descRecordingBytes = prometheus.NewDesc("onair_recording_bytes_total", "Bytes written to replay recordings.", nil, nil)
 	descStorageFree    = prometheus.NewDesc("onair_storage_free_bytes", "Free bytes on the data partition.", nil, nil)
 )
 
 func (c *boxCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descState, descViewers, descViewersPeak, descFPS, descBitrate, descDropped,
-		descKeyframes, descAudioLevel, descUplinkUp, descRecordingBytes, descStorageFree} {
+		descKeyframes, descAudioLevel, descUplinkUp, descUplinkBitrate, descUplinkEstimate, descUplinkFailures,
+		descRecordingBytes, descStorageFree} {
 		ch <- d
 	}
 }
@@ -73,6 +82,17 @@ func (c *boxCollector) Collect(ch chan<- prometheus.Metric) {
 		up = 1
 	}
 	ch <- prometheus.MustNewConstMetric(descUplinkUp, prometheus.GaugeValue, up)
-	ch <- prometheus.MustNewConstMetric(descRecordingBytes, prometheus.CounterValue, 0)
+	var us UplinkStats
+	if c.opt.Uplink != nil {
+		us = c.opt.Uplink()
+	}
+	ch <- prometheus.MustNewConstMetric(descUplinkBitrate, prometheus.GaugeValue, float64(us.BitrateKbps))
+	ch <- prometheus.MustNewConstMetric(descUplinkEstimate, prometheus.GaugeValue, float64(us.EstimateKbps))
+	ch <- prometheus.MustNewConstMetric(descUplinkFailures, prometheus.GaugeValue, float64(us.Failures))
+	var recorded uint64
+	if c.opt.RecordingBytes != nil {
+		recorded = c.opt.RecordingBytes()
+	}
+	ch <- prometheus.MustNewConstMetric(descRecordingBytes, prometheus.CounterValue, float64(recorded))
 	ch <- prometheus.MustNewConstMetric(descStorageFree, prometheus.GaugeValue, float64(doc.StorageFreeMB)*1024*1024)
 }

@@ -48,6 +48,10 @@ type Options struct {
 	Press func(ctx context.Context, kind gpio.PressKind) error
 	// MaxSockets bounds event WebSockets; default 1000.
 	MaxSockets int
+	// Uplink reports the WHIP uplink's figures; nil: none.
+	Uplink func() UplinkStats
+	// RecordingBytes is how many bytes replays have written; nil: none.
+	RecordingBytes func() uint64
 	// Room carries comments and hearts; nil: none.
 	Room *audience.Room
 	// Invites open private broadcasts; nil: none.

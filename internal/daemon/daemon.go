@@ -33,7 +33,6 @@ import (
 	"github.com/onair/onair/pipeline"
 	"github.com/onair/onair/settings"
 	"github.com/onair/onair/status"
-	"github.com/onair/onair/uplink"
 	"github.com/onair/onair/watchdog"
 	"github.com/onair/onair/web"
 	"github.com/onair/onair/whep"
@@ -77,7 +76,7 @@ type Daemon struct {
 	panel     *panel
 	watchdog  *os.File       // nil without --watchdog
 	fleet     *fleet.Client  // nil when mqtt.broker is empty
-	uplink    *uplink.Uplink // nil when uplink.whip_url is empty
+	uplinks   *uplinkCtl
 	settings  *settings.Store
 	room      *audience.Room
 	invites   *audience.Invites
@@ -186,7 +185,8 @@ func New(cfg config.Config, opt Options) (*Daemon, error) {
 	d.publicURL = publicURL(cfg, d.listener.Addr())
 	d.web, err = web.New(web.Options{
 		AdminToken: token, Hub: d.hub, WHEP: d.viewers, Status: d.sources.Build, Log: log, Press: d.press,
-		Room: d.room, Invites: d.invites, InviteTTL: cfg.Audience.InviteTTL.D(), PublicURL: d.publicURL,
+		Uplink: d.uplinkStats,
+		Room:   d.room, Invites: d.invites, InviteTTL: cfg.Audience.InviteTTL.D(), PublicURL: d.publicURL,
 		Health: map[string]func(context.Context) error{
 			"media":     d.mediaAnswers,
 			"broadcast": func(context.Context) error { d.hub.Status(); return nil },
@@ -197,23 +197,19 @@ func New(cfg config.Config, opt Options) (*Daemon, error) {
 		media.close()
 		return fail(err)
 	}
-	if cfg.Uplink.WHIPURL != "" {
-		d.uplink, err = uplink.New(uplink.Options{
-			URL: cfg.Uplink.WHIPURL, BearerToken: cfg.Uplink.BearerToken, ICEServers: iceServers,
-			MinBitrateKbps: cfg.Uplink.MinBitrateKbps, MaxBitrateKbps: cfg.Uplink.MaxBitrateKbps,
-			StartBitrateKbps: cfg.Video.BitrateKbps,
-			Hub:              d.hub, SetBitrate: d.pipeline.SetBitrate, Logger: log,
-		})
-		if err != nil {
+	d.uplinks = &uplinkCtl{
+		cfg: cfg.Uplink, ice: iceServers, startKbps: cfg.Video.BitrateKbps,
+		hub: d.hub, setBitrate: d.pipeline.SetBitrate, log: log,
+		target: initialUplink(cfg.Uplink, saved),
+	}
+	if t := d.uplinks.target; t.on() {
+		if _, err := d.uplinks.make(t); err != nil {
 			d.viewers.Close()
 			media.close()
 			return fail(fmt.Errorf("uplink.whip_url: %w", err))
 		}
-		d.sources.Uplink = func() status.Component {
-			st, _ := d.uplink.Status()
-			return status.Component{State: string(st.State), Error: st.Error}
-		}
 	}
+	d.sources.Uplink = d.uplinks.component
 	if cfg.MQTT.Broker != "" {
 		if err := d.openFleet(opt); err != nil {
 			d.viewers.Close()
@@ -265,15 +261,8 @@ func (d *Daemon) Run(ctx context.Context) error {
 		}
 	}()
 	uplinkCtx, stopUplink := context.WithCancel(d.life)
-	if d.uplink != nil {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if err := d.uplink.Run(uplinkCtx); err != nil && uplinkCtx.Err() == nil {
-				d.log.Error("uplink stopped", "err", err)
-			}
-		}()
-	}
+	wg.Add(1)
+	go func() { defer wg.Done(); d.uplinks.run(uplinkCtx) }()
 	fleetCtx, stopFleet := context.WithCancel(d.life)
 	if d.fleet != nil {
 		wg.Add(2)

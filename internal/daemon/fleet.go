@@ -44,9 +44,10 @@ func (c controller) Stop(ctx context.Context) error {
 // Set applies all of its fields or none: a refused field leaves everything
 // as it was.
 func (c controller) Set(_ context.Context, args fleet.SetArgs) error {
-	switch {
-	case args.UplinkURL != nil, args.UplinkToken != nil, args.UplinkEnabled != nil:
-		return errNotYet("the WHIP uplink")
+	if args.UplinkURL != nil {
+		if err := checkUplinkURL(*args.UplinkURL); err != nil {
+			return err
+		}
 	}
 	if args.Title != nil {
 		if err := broadcast.CheckTitle(*args.Title); err != nil {
@@ -55,6 +56,13 @@ func (c controller) Set(_ context.Context, args fleet.SetArgs) error {
 	}
 	if args.BitrateKbps != nil && (*args.BitrateKbps < 100 || *args.BitrateKbps > 50000) {
 		return fmt.Errorf("bitrate_kbps %d: want 100 to 50000", *args.BitrateKbps)
+	}
+	// The uplink goes first: it is the one change that can still be refused
+	// (enabled without a URL), and a refusal must leave everything as it was.
+	if args.UplinkURL != nil || args.UplinkToken != nil || args.UplinkEnabled != nil {
+		if err := c.d.setUplink(args.UplinkURL, args.UplinkToken, args.UplinkEnabled); err != nil {
+			return err
+		}
 	}
 	if args.Title != nil {
 		c.d.hub.SetTitle(*args.Title)

@@ -97,8 +97,8 @@ func TestFleetCommandsDriveTheBroadcast(t *testing.T) {
 	next("onair/box1/event", func(d map[string]any) bool { return d["type"] == "went_live" })
 	next("onair/box1/status", func(d map[string]any) bool { return d["state"] == "live" })
 
-	if rep := send("set", `{"id":"c2","uplink_enabled":true,"title":"x"}`); rep["ok"] != false || !strings.Contains(rep["error"].(string), "not available") {
-		t.Fatalf("set uplink: %v", rep)
+	if rep := send("set", `{"id":"c2","uplink_enabled":true,"title":"x"}`); rep["ok"] != false || !strings.Contains(rep["error"].(string), "no uplink_url") {
+		t.Fatalf("set uplink without a URL: %v", rep)
 	}
 	if st, _ := r.d.Hub().Status(); st.Title != "From the fleet" {
 		t.Fatalf("a refused set changed the title to %q", st.Title)

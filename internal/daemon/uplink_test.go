@@ -4,7 +4,9 @@ package daemon
 
 import (
 	"bytes"
+	"context"
 	"io"
+	"strings"
 	"net/http"
 	"net/http/httptest"
 	"sync"
@@ -16,6 +18,7 @@ import (
 	"github.com/pion/webrtc/v4"
 
 	"github.com/onair/onair/config"
+	"github.com/onair/onair/fleet"
 )
 
 // whipServer is a minimal media server: it answers WHIP offers with pion
@@ -24,14 +27,18 @@ type whipServer struct {
 	t      *testing.T
 	mu     sync.Mutex
 	h264   bytes.Buffer
-	frames int
-	auth   string
+	frames  int
+	deletes int
+	auth    string
 	pcs    []*webrtc.PeerConnection
 	wg     sync.WaitGroup
 }
 
 func (s *whipServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.Method == http.MethodDelete {
+		s.mu.Lock()
+		s.deletes++
+		s.mu.Unlock()
 		w.WriteHeader(http.StatusOK)
 		return
 	}
@@ -143,4 +150,98 @@ func TestUplinkPushesDecodableVideo(t *testing.T) {
 	if w != 640 || h != 360 || frames < 60 {
 		t.Fatalf("server stream %dx%d with %d frames", w, h, frames)
 	}
+}
+
+func (s *whipServer) received() (frames, deletes int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.frames, s.deletes
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("no %s within 15 s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestUplinkSetAtRunTime points a running box at a media server, then at
+// another, then switches the uplink off, as an operator does over MQTT
+// (the controller is the MQTT commands' entry point): no restart, and the
+// choice survives one.
+func TestUplinkSetAtRunTime(t *testing.T) {
+	a, b := &whipServer{t: t}, &whipServer{t: t}
+	ha, hb := httptest.NewServer(a), httptest.NewServer(b)
+	defer ha.Close()
+	defer hb.Close()
+	defer a.close()
+	defer b.close()
+	r := start(t, nil)
+	defer r.stop()
+	r.goLive(t)
+	ctl := controller{r.d}
+	ctx := context.Background()
+	if doc := r.d.Status(); doc.Uplink.State != "off" {
+		t.Fatalf("uplink %+v before any is set", doc.Uplink)
+	}
+	bad := "ftp://media.example.org/whip"
+	if err := ctl.Set(ctx, fleet.SetArgs{UplinkURL: &bad}); err == nil {
+		t.Fatal("an ftp:// uplink was accepted")
+	}
+
+	urlA, token := ha.URL+"/whip", "token-a"
+	if err := ctl.Set(ctx, fleet.SetArgs{UplinkURL: &urlA, UplinkToken: &token}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "video at server A", func() bool { n, _ := a.received(); return n >= 30 })
+	waitFor(t, "uplink up", func() bool { return r.d.Status().Uplink.State == "up" })
+	_, metrics := r.call(t, http.MethodGet, "/metrics", "", nil)
+	if !strings.Contains(metrics, "onair_uplink_up 1") || strings.Contains(metrics, "onair_uplink_bitrate_kbps 0\n") {
+		t.Fatalf("metrics while the uplink is up:\n%s", grepLines(metrics, "onair_uplink"))
+	}
+	a.mu.Lock()
+	authA := a.auth
+	a.mu.Unlock()
+	if authA != "Bearer token-a" {
+		t.Fatalf("server A got Authorization %q", authA)
+	}
+
+	urlB := hb.URL + "/whip"
+	if err := ctl.Set(ctx, fleet.SetArgs{UplinkURL: &urlB}); err != nil {
+		t.Fatal(err)
+	}
+	if _, deletes := a.received(); deletes != 1 {
+		t.Fatalf("server A's session was not ended (%d DELETEs)", deletes)
+	}
+	waitFor(t, "video at server B", func() bool { n, _ := b.received(); return n >= 30 })
+
+	off := false
+	if err := ctl.Set(ctx, fleet.SetArgs{UplinkEnabled: &off}); err != nil {
+		t.Fatal(err)
+	}
+	if doc := r.d.Status(); doc.Uplink.State != "off" {
+		t.Fatalf("uplink %+v after switching it off", doc.Uplink)
+	}
+	saved := r.d.settings.Get()
+	if saved.UplinkURL == nil || *saved.UplinkURL != urlB || saved.UplinkEnabled == nil || *saved.UplinkEnabled ||
+		saved.UplinkToken == nil || *saved.UplinkToken != "token-a" {
+		t.Fatalf("saved uplink settings %+v", saved)
+	}
+	if t0 := initialUplink(r.d.cfg.Uplink, saved); t0.on() || t0.URL != urlB {
+		t.Fatalf("after a restart the uplink would be %+v", t0)
+	}
+}
+
+func grepLines(text, prefix string) string {
+	var out []string
+	for _, l := range strings.Split(text, "\n") {
+		if strings.HasPrefix(l, prefix) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
 }
