@@ -74,8 +74,8 @@ type Daemon struct {
 	listener  net.Listener
 	sources   status.Sources
 	panel     *panel
-	watchdog  *os.File       // nil without --watchdog
-	fleet     *fleet.Client  // nil when mqtt.broker is empty
+	watchdog  *os.File      // nil without --watchdog
+	fleet     *fleet.Client // nil when mqtt.broker is empty
 	uplinks   *uplinkCtl
 	settings  *settings.Store
 	room      *audience.Room

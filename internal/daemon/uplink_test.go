@@ -6,9 +6,9 @@ import (
 	"bytes"
 	"context"
 	"io"
-	"strings"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -24,14 +24,14 @@ import (
 // whipServer is a minimal media server: it answers WHIP offers with pion
 // and keeps the H.264 it receives as Annex-B.
 type whipServer struct {
-	t      *testing.T
-	mu     sync.Mutex
-	h264   bytes.Buffer
+	t       *testing.T
+	mu      sync.Mutex
+	h264    bytes.Buffer
 	frames  int
 	deletes int
 	auth    string
-	pcs    []*webrtc.PeerConnection
-	wg     sync.WaitGroup
+	pcs     []*webrtc.PeerConnection
+	wg      sync.WaitGroup
 }
 
 func (s *whipServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
