@@ -104,6 +104,9 @@ type Uplink struct {
 	BearerToken    string `yaml:"bearer_token"`
 	MinBitrateKbps int    `yaml:"min_bitrate_kbps"`
 	MaxBitrateKbps int    `yaml:"max_bitrate_kbps"`
+	// LEDAlertAfter is how long the uplink may be down, live, before the
+	// LED shows the error pattern.
+	LEDAlertAfter Duration `yaml:"led_alert_after"`
 }
 
 // GPIO configures the button and the tally LED.
@@ -196,7 +199,7 @@ func Default() Config {
 			TelemetryInterval: Duration(10 * time.Second),
 		},
 		Replay: Replay{Enabled: true, Retention: Duration(24 * time.Hour), MinFreeMB: 200},
-		Uplink: Uplink{MinBitrateKbps: 300, MaxBitrateKbps: 4000},
+		Uplink: Uplink{MinBitrateKbps: 300, MaxBitrateKbps: 4000, LEDAlertAfter: Duration(30 * time.Second)},
 		GPIO: GPIO{
 			ActiveLow: true, Debounce: Duration(30 * time.Millisecond),
 			LongPress: Duration(3 * time.Second), LongPressAction: "private",
@@ -440,6 +443,9 @@ func (c Config) Validate() error {
 	}
 	if c.Uplink.MinBitrateKbps < 100 || c.Uplink.MinBitrateKbps > c.Uplink.MaxBitrateKbps {
 		bad("uplink.min_bitrate_kbps", "%d: want at least 100 and no more than uplink.max_bitrate_kbps", c.Uplink.MinBitrateKbps)
+	}
+	if c.Uplink.LEDAlertAfter.D() < time.Second {
+		bad("uplink.led_alert_after", "%s: want at least 1s", c.Uplink.LEDAlertAfter.D())
 	}
 	if c.GPIO.Debounce.D() < 0 || c.GPIO.Debounce.D() > time.Second {
 		bad("gpio.debounce", "%s: want 0 to 1s", c.GPIO.Debounce.D())

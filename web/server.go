@@ -50,6 +50,9 @@ type Options struct {
 	MaxSockets int
 	// Uplink reports the WHIP uplink's figures; nil: none.
 	Uplink func() UplinkStats
+	// SetUplink changes the WHIP uplink (nil fields: unchanged); nil: the
+	// route answers 404.
+	SetUplink func(url, token *string, enabled *bool) error
 	// RecordingBytes is how many bytes replays have written; nil: none.
 	RecordingBytes func() uint64
 	// Room carries comments and hearts; nil: none.
@@ -125,6 +128,7 @@ func New(opt Options) (*Server, error) {
 	})
 	s.route("/api/invites/{id}", map[string]http.HandlerFunc{http.MethodDelete: s.admin(s.revokeInvite)})
 	s.route("/api/replays", map[string]http.HandlerFunc{http.MethodGet: s.listReplays})
+	s.route("/api/uplink", map[string]http.HandlerFunc{http.MethodPatch: s.admin(s.patchUplink)})
 	s.route("/api/invites/{id}/qr", map[string]http.HandlerFunc{http.MethodGet: s.admin(s.inviteQR)})
 	s.route("/metrics", map[string]http.HandlerFunc{
 		http.MethodGet: promhttp.HandlerFor(s.opt.Registry, promhttp.HandlerOpts{}).ServeHTTP,
@@ -369,6 +373,30 @@ func (s *Server) patchBroadcast(w http.ResponseWriter, r *http.Request) {
 	if req.Private != nil {
 		s.opt.Hub.SetPrivate(*req.Private)
 		s.DropUnadmitted()
+	}
+	writeJSON(w, http.StatusOK, s.opt.Status())
+}
+
+func (s *Server) patchUplink(w http.ResponseWriter, r *http.Request) {
+	var req struct {
+		URL     *string `json:"url"`
+		Token   *string `json:"token"`
+		Enabled *bool   `json:"enabled"`
+	}
+	if !readJSON(w, r, &req) {
+		return
+	}
+	if s.opt.SetUplink == nil {
+		writeError(w, http.StatusNotFound, "no uplink in this daemon")
+		return
+	}
+	if req.URL == nil && req.Token == nil && req.Enabled == nil {
+		writeError(w, http.StatusBadRequest, `give at least one of "url", "token", "enabled"`)
+		return
+	}
+	if err := s.opt.SetUplink(req.URL, req.Token, req.Enabled); err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
 	}
 	writeJSON(w, http.StatusOK, s.opt.Status())
 }

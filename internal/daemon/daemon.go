@@ -185,7 +185,7 @@ func New(cfg config.Config, opt Options) (*Daemon, error) {
 	d.publicURL = publicURL(cfg, d.listener.Addr())
 	d.web, err = web.New(web.Options{
 		AdminToken: token, Hub: d.hub, WHEP: d.viewers, Status: d.sources.Build, Log: log, Press: d.press,
-		Uplink: d.uplinkStats,
+		Uplink: d.uplinkStats, SetUplink: d.setUplinkChecked,
 		Room:   d.room, Invites: d.invites, InviteTTL: cfg.Audience.InviteTTL.D(), PublicURL: d.publicURL,
 		Health: map[string]func(context.Context) error{
 			"media":     d.mediaAnswers,
@@ -291,7 +291,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	}
 	panelCtx, stopPanel := context.WithCancel(d.life)
 	wg.Add(1)
-	go func() { defer wg.Done(); d.panel.run(panelCtx, d.hub, d.press, d.log) }()
+	go func() { defer wg.Done(); d.panel.run(panelCtx, d.hub, d.press, d.uplinkDown, d.log) }()
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- d.http.Serve(d.listener) }()
 

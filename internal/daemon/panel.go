@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"time"
 
 	periphgpio "periph.io/x/conn/v3/gpio"
 
@@ -112,7 +113,12 @@ func (p *panel) factoryResetIfHeld(ctx context.Context, dataDir string, log *slo
 
 // run handles presses and keeps the LED on the broadcast's real state until
 // ctx ends.
-func (p *panel) run(ctx context.Context, hub *broadcast.Hub, press func(context.Context, gpio.PressKind) error, log *slog.Logger) {
+//
+// uplinkDown tells whether the uplink has been down (live, not sending) for
+// longer than uplink.led_alert_after; the LED then shows the error pattern,
+// so a crew sees that the big audience lost the stream. It may be nil.
+func (p *panel) run(ctx context.Context, hub *broadcast.Hub, press func(context.Context, gpio.PressKind) error,
+	uplinkDown func() bool, log *slog.Logger) {
 	var wg sync.WaitGroup
 	if p.button != nil {
 		wg.Add(1)
@@ -129,15 +135,28 @@ func (p *panel) run(ctx context.Context, hub *broadcast.Hub, press func(context.
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			// The uplink has no change channel here: a look every second is
+			// plenty for an alert that waits tens of seconds.
+			tick := time.NewTicker(time.Second)
+			defer tick.Stop()
+			shown := gpio.Pattern(-1)
 			for {
 				st, changed := hub.Status()
-				if err := p.led.SetPattern(ledPattern(st.State)); err != nil && !errors.Is(err, gpio.ErrClosed) {
-					log.Error("LED", "err", err)
+				want := ledPattern(st.State)
+				if want == gpio.PatternLive && uplinkDown != nil && uplinkDown() {
+					want = gpio.PatternError
+				}
+				if want != shown {
+					if err := p.led.SetPattern(want); err != nil && !errors.Is(err, gpio.ErrClosed) {
+						log.Error("LED", "err", err)
+					}
+					shown = want
 				}
 				select {
 				case <-ctx.Done():
 					return
 				case <-changed:
+				case <-tick.C:
 				}
 			}
 		}()

@@ -7,8 +7,10 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -16,6 +18,7 @@ import (
 
 	"github.com/onair/onair/broadcast"
 	"github.com/onair/onair/config"
+	"github.com/onair/onair/gpio"
 	"github.com/onair/onair/gpio/gpiofake"
 )
 
@@ -117,4 +120,41 @@ func TestFactoryResetWhenHeldAtStart(t *testing.T) {
 	if err != nil || string(b) != d.AdminToken()+"\n" {
 		t.Fatalf("new token not kept: %q %v", b, err)
 	}
+}
+
+// TestLEDAlertsWhenTheUplinkStaysDown: live with a media server that
+// refuses, the LED turns from live to the error pattern once the uplink has
+// been down for uplink.led_alert_after, and back when the uplink is off.
+func TestLEDAlertsWhenTheUplinkStaysDown(t *testing.T) {
+	refusing := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Error(w, "maintenance", http.StatusServiceUnavailable)
+	}))
+	defer refusing.Close()
+	led := gpiofake.NewPin("GPIO27", 27, gpiofake.NewClock(time.Now()))
+	r := startWith(t, func(c *config.Config) {
+		c.Video.Width, c.Video.Height = 320, 240
+		c.Uplink.WHIPURL = refusing.URL + "/whip"
+		c.Uplink.LEDAlertAfter = config.Duration(time.Second)
+	}, Options{Pins: &Pins{LED: led}})
+	defer r.stop()
+	r.goLive(t)
+	waitPattern := func(want gpio.Pattern) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for r.d.panel.led.Pattern() != want {
+			if time.Now().After(deadline) {
+				t.Fatalf("LED shows %v, want %v (uplink %+v)", r.d.panel.led.Pattern(), want, r.d.Status().Uplink)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	waitPattern(gpio.PatternError)
+	if st := r.d.Status(); st.State != "live" || st.Uplink.State != "retrying" || !strings.Contains(st.Uplink.Error, "503") {
+		t.Fatalf("status %s, uplink %+v", st.State, st.Uplink)
+	}
+	off := false
+	if err := r.d.setUplink(nil, nil, &off); err != nil {
+		t.Fatal(err)
+	}
+	waitPattern(gpio.PatternLive)
 }

@@ -245,3 +245,30 @@ func grepLines(text, prefix string) string {
 	}
 	return strings.Join(out, "\n")
 }
+
+func TestUplinkHTTPAPI(t *testing.T) {
+	srv := &whipServer{t: t}
+	hs := httptest.NewServer(srv)
+	defer hs.Close()
+	defer srv.close()
+	r := start(t, nil)
+	defer r.stop()
+	for _, c := range []struct {
+		body string
+		want int
+	}{
+		{`{}`, 400},
+		{`{"url":"ftp://x/y"}`, 400},
+		{`{"enabled":true}`, 400}, // no URL anywhere
+		{`{"url":"` + hs.URL + `/whip","token":"t1"}`, 200},
+	} {
+		if code, body := r.admin(t, http.MethodPatch, "/api/uplink", c.body); code != c.want {
+			t.Fatalf("PATCH /api/uplink %s: %d %s, want %d", c.body, code, body, c.want)
+		}
+	}
+	if code, _ := r.call(t, http.MethodPatch, "/api/uplink", `{"enabled":false}`, nil); code != 401 {
+		t.Fatalf("PATCH /api/uplink without the admin token: %d", code)
+	}
+	r.goLive(t)
+	waitFor(t, "video at the server", func() bool { n, _ := srv.received(); return n >= 10 })
+}

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/url"
 	"sync"
+	"time"
 
 	"github.com/pion/webrtc/v4"
 
@@ -228,4 +229,24 @@ func (d *Daemon) setUplink(rawURL, token *string, enabled *bool) error {
 	return d.settings.Update(func(s *settings.Settings) {
 		s.UplinkURL, s.UplinkToken, s.UplinkEnabled = &t.URL, &t.Token, &t.Enabled
 	})
+}
+
+// uplinkDown is true while live and the uplink has not been sending for
+// longer than uplink.led_alert_after.
+func (d *Daemon) uplinkDown() bool {
+	st, ok := d.uplinks.status()
+	if !ok || st.DownSince.IsZero() {
+		return false
+	}
+	return time.Since(st.DownSince) >= d.cfg.Uplink.LEDAlertAfter.D()
+}
+
+// setUplinkChecked is setUplink for the HTTP API: the URL is checked first.
+func (d *Daemon) setUplinkChecked(rawURL, token *string, enabled *bool) error {
+	if rawURL != nil {
+		if err := checkUplinkURL(*rawURL); err != nil {
+			return err
+		}
+	}
+	return d.setUplink(rawURL, token, enabled)
 }

@@ -28,11 +28,19 @@
     $("status").textContent = JSON.stringify(doc, null, 2);
     if (document.activeElement !== $("title")) $("title").value = doc.title || "";
     $("private").checked = !!doc.private;
+    if (doc.uplink) $("uplink-state").textContent = "uplink: " + doc.uplink.state + (doc.uplink.error ? " (" + doc.uplink.error + ")" : "");
     const peak = doc.audio ? doc.audio.peak_dbfs : -100;
     $("level").style.width = Math.max(0, Math.min(100, (peak + 60) / 60 * 100)) + "%";
     $("level-text").textContent = doc.audio ? Math.round(peak) + " dBFS" : "";
   }
 
+  $("uplink-form").addEventListener("submit", async (e) => {
+    e.preventDefault();
+    const body = { url: $("uplink-url").value.trim(), enabled: $("uplink-on").checked };
+    if ($("uplink-token").value) body.token = $("uplink-token").value;
+    try { show(await api("PATCH", "/api/uplink", body)); $("error").textContent = ""; }
+    catch (err) { $("error").textContent = err.message; }
+  });
   $("private").addEventListener("change", async () => {
     try { show(await api("PATCH", "/api/broadcast", { private: $("private").checked })); }
     catch (e) { $("error").textContent = e.message; }
