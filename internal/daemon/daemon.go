@@ -186,7 +186,7 @@ func New(cfg config.Config, opt Options) (*Daemon, error) {
 	d.web, err = web.New(web.Options{
 		AdminToken: token, Hub: d.hub, WHEP: d.viewers, Status: d.sources.Build, Log: log, Press: d.press,
 		Uplink: d.uplinkStats, SetUplink: d.setUplinkChecked,
-		Room:   d.room, Invites: d.invites, InviteTTL: cfg.Audience.InviteTTL.D(), PublicURL: d.publicURL,
+		Room: d.room, Invites: d.invites, InviteTTL: cfg.Audience.InviteTTL.D(), PublicURL: d.publicURL,
 		Health: map[string]func(context.Context) error{
 			"media":     d.mediaAnswers,
 			"broadcast": func(context.Context) error { d.hub.Status(); return nil },
