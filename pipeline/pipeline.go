@@ -50,15 +50,21 @@ type Pipeline struct {
 	log   *slog.Logger
 
 	bitrateKbps atomic.Int64 // wanted; applied by the video loop
-	stats       stats
-	started     time.Time
-	lastFrame   atomic.Int64 // time since started, at the last encoded picture
+	// frameDivisor encodes every n-th picture only (1: all): the uplink's
+	// last resort when even its minimum bitrate does not fit. The encoder
+	// budgets bits per picture at the configured rate, so fewer pictures
+	// are fewer bits.
+	frameDivisor atomic.Int64
+	stats        stats
+	started      time.Time
+	lastFrame    atomic.Int64 // time since started, at the last encoded picture
 }
 
 // New makes a pipeline; nothing runs until Run.
 func New(video Video, audio Audio, hub Hub, bitrateKbps int, log *slog.Logger) *Pipeline {
 	p := &Pipeline{video: video, audio: audio, hub: hub, log: log, started: time.Now()}
 	p.bitrateKbps.Store(int64(bitrateKbps))
+	p.frameDivisor.Store(1)
 	p.stats.applied.Store(int64(bitrateKbps))
 	p.stats.peak.Store(math.Float64bits(SilenceDBFS))
 	p.stats.rms.Store(math.Float64bits(SilenceDBFS))
@@ -83,11 +89,15 @@ func (p *Pipeline) Run(ctx context.Context) error {
 // next picture.
 func (p *Pipeline) SetBitrate(kbps int) { p.bitrateKbps.Store(int64(kbps)) }
 
+// SetFrameDivisor makes the video loop encode every n-th picture (1: all).
+func (p *Pipeline) SetFrameDivisor(n int) { p.frameDivisor.Store(int64(max(n, 1))) }
+
 func (p *Pipeline) runVideo(ctx context.Context) error {
 	src := p.video.Source
 	defer func() { src.Close(); p.video.Encoder.Close() }()
 	usingFallback := false
 	encoderFailures := 0
+	var picture int64
 	for {
 		frame, err := src.ReadVideo(ctx)
 		if err != nil {
@@ -107,6 +117,10 @@ func (p *Pipeline) runVideo(ctx context.Context) error {
 			}
 			usingFallback = true
 			p.stats.cameraLost.Store(true)
+			continue
+		}
+		picture++
+		if d := p.frameDivisor.Load(); d > 1 && picture%d != 0 {
 			continue
 		}
 		if want := p.bitrateKbps.Load(); want != p.stats.applied.Load() {

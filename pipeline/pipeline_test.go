@@ -264,3 +264,58 @@ func TestEncoderThatCannotRestartEndsTheLoop(t *testing.T) {
 		t.Fatalf("Run: %v, want the encoder's error", err)
 	}
 }
+
+// TestFrameDivisor: with a divisor of 3 the hub gets every third picture,
+// spaced three capture intervals apart; back to 1, every picture again.
+func TestFrameDivisor(t *testing.T) {
+	clock := device.NewClock()
+	hub := broadcast.New(broadcast.Options{KeyframeMinInterval: 150 * time.Millisecond})
+	pattern, err := testsrc.NewPattern(320, 240, 30, clock, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := newPipeline(t, hub, pattern, clock)
+	p.SetFrameDivisor(3)
+	sink := hub.AddSink(broadcast.SinkOptions{Name: "test", Preview: true, Queue: 1024})
+	defer sink.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- p.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	gaps := func(n int) []time.Duration {
+		t.Helper()
+		var last time.Duration
+		var out []time.Duration
+		waitCtx, stop := context.WithTimeout(ctx, 10*time.Second)
+		defer stop()
+		for len(out) < n {
+			s, err := sink.Next(waitCtx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if s.Kind != media.Video {
+				continue
+			}
+			if last != 0 {
+				out = append(out, s.Capture-last)
+			}
+			last = s.Capture
+		}
+		return out
+	}
+	for _, g := range gaps(10) {
+		if g < 90*time.Millisecond || g > 110*time.Millisecond {
+			t.Fatalf("gap %v between pictures with divisor 3, want 100 ms", g)
+		}
+	}
+	p.SetFrameDivisor(1)
+	short := 0
+	for _, g := range gaps(20) {
+		if g < 40*time.Millisecond {
+			short++
+		}
+	}
+	if short < 10 {
+		t.Fatalf("only %d of 20 gaps at the full rate after divisor 1", short)
+	}
+}

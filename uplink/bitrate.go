@@ -22,6 +22,10 @@ const (
 	lossHold = 0.02
 	// rembMaxAge forgets a REMB the server stopped sending.
 	rembMaxAge = 5 * time.Second
+	// maxFrameDivisor is the lowest frame rate the uplink asks for: a
+	// quarter of the camera's (7.5 fps from 30). Below it the picture would
+	// be a slide show; the bitrate floor then holds and packets queue.
+	maxFrameDivisor = 4
 )
 
 // signals are the congestion feedback of one connection at one moment;
@@ -42,17 +46,30 @@ type controller struct {
 	minKbps, maxKbps int
 	chosenKbps       int
 	lastChange       time.Time
+	// divisor sends every divisor-th picture: when even minKbps does not
+	// fit, the frame rate goes down before the picture freezes (with the
+	// bits per picture kept, each frame keeps its quality).
+	divisor       int
+	lastDivChange time.Time
 }
 
 func newController(minKbps, maxKbps, startKbps int) *controller {
-	return &controller{minKbps: minKbps, maxKbps: maxKbps, chosenKbps: clamp(startKbps, minKbps, maxKbps)}
+	return &controller{minKbps: minKbps, maxKbps: maxKbps, chosenKbps: clamp(startKbps, minKbps, maxKbps), divisor: 1}
 }
 
 // target is the bitrate the feedback allows, before pacing the increase.
 func (c *controller) target(s signals) int {
+	return clamp(c.room(s), c.minKbps, c.maxKbps)
+}
+
+// room is what the feedback allows for video, not yet held within min and
+// max: below min it sets the frame divisor.
+func (c *controller) room(s signals) int {
+	// What goes out now: fewer pictures at the same bits per picture.
+	sending := float64(c.chosenKbps) / float64(c.divisor)
 	if s.twccKbps <= 0 && s.rembKbps <= 0 && s.loss < 0 {
 		// No feedback at all (yet): nothing says the path has room.
-		return c.chosenKbps
+		return int(sending)
 	}
 	t := float64(c.maxKbps)
 	if s.twccKbps > 0 {
@@ -66,11 +83,37 @@ func (c *controller) target(s signals) int {
 	// guard against heavy loss when it does.
 	switch {
 	case s.loss > lossDown:
-		t = min(t, float64(c.chosenKbps)*(1-0.5*s.loss))
+		t = min(t, sending*(1-0.5*s.loss))
 	case s.loss > lossHold:
-		t = min(t, float64(c.chosenKbps))
+		t = min(t, sending)
 	}
-	return clamp(int(t), c.minKbps, c.maxKbps)
+	return int(t)
+}
+
+// frames returns how many pictures go out per picture sent (1 = all) and
+// whether that changed: down at once when the room is under minKbps, back
+// up one step per upInterval once the room is there again.
+func (c *controller) frames(now time.Time, s signals) (divisor int, changed bool) {
+	room := c.room(s)
+	want := 1
+	if room < c.minKbps {
+		want = maxFrameDivisor
+		if room > 0 {
+			want = min(maxFrameDivisor, (c.minKbps+room-1)/room)
+		}
+	}
+	next := c.divisor
+	switch {
+	case want > c.divisor:
+		next = want
+	case want < c.divisor && now.Sub(c.lastDivChange) >= upInterval:
+		next = c.divisor - 1
+	}
+	if next == c.divisor {
+		return c.divisor, false
+	}
+	c.divisor, c.lastDivChange = next, now
+	return next, true
 }
 
 // update takes the latest feedback and returns the encoder bitrate and

@@ -72,3 +72,38 @@ func TestBackoffDelay(t *testing.T) {
 		}
 	}
 }
+
+// When even the minimum bitrate does not fit, the frame rate goes down (a
+// smaller share of pictures at the same bits each) instead of the picture
+// freezing; it comes back one step per second once there is room.
+func TestControllerFrameRateBelowTheMinimum(t *testing.T) {
+	t0 := time.Unix(0, 0)
+	c := newController(300, 3000, 1000)
+	steps := []struct {
+		name    string
+		at      time.Duration
+		sig     signals
+		want    int
+		changed bool
+	}{
+		{"room above the minimum: every picture", 0, signals{twccKbps: 1000, loss: -1}, 1, false},
+		{"room for half the minimum: every 2nd picture", 200 * time.Millisecond, signals{twccKbps: 180, loss: -1}, 2, true},
+		{"room for a fifth: every 4th, no further", 400 * time.Millisecond, signals{twccKbps: 70, loss: -1}, 4, true},
+		{"no feedback: hold", 600 * time.Millisecond, signals{loss: -1}, 4, false},
+		{"moderate loss: hold", 800 * time.Millisecond, signals{loss: 0.05}, 4, false},
+		{"room again, but too soon after the last change", 1000 * time.Millisecond, signals{twccKbps: 5000, loss: -1}, 4, false},
+		{"a second later: one step up", 1500 * time.Millisecond, signals{twccKbps: 5000, loss: -1}, 3, true},
+		{"and the next", 2600 * time.Millisecond, signals{twccKbps: 5000, loss: -1}, 2, true},
+		{"and back to all pictures", 3700 * time.Millisecond, signals{twccKbps: 5000, loss: -1}, 1, true},
+	}
+	for _, s := range steps {
+		c.update(t0.Add(s.at), s.sig)
+		got, changed := c.frames(t0.Add(s.at), s.sig)
+		if got != s.want || changed != s.changed {
+			t.Errorf("%s: divisor %d (changed %v), want %d (changed %v)", s.name, got, changed, s.want, s.changed)
+		}
+	}
+	if c.chosenKbps < 300 {
+		t.Fatalf("bitrate %d under the minimum", c.chosenKbps)
+	}
+}

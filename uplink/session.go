@@ -406,7 +406,12 @@ func (s *session) control(ctrl *controller) {
 			"remb_kbps", sig.rembKbps, "loss", sig.loss)
 		u.setBitrate(kbps)
 	}
-	u.update(func(st *Status) { st.BitrateKbps, st.EstimateKbps = kbps, estimate })
+	div, divChanged := ctrl.frames(u.clock.Now(), sig)
+	if divChanged {
+		u.log.Info("uplink frame rate", "every_nth_picture", div, "room_kbps", ctrl.room(sig), "min_kbps", ctrl.minKbps)
+		u.setFrameDivisor(div)
+	}
+	u.update(func(st *Status) { st.BitrateKbps, st.EstimateKbps, st.FrameDivisor = kbps, estimate, div })
 }
 
 // readRTCP drains a sender's RTCP (the interceptors act on NACKs, reports

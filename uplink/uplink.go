@@ -89,6 +89,10 @@ type Options struct {
 	// SetBitrate sets the encoder bitrate (pipeline.SetBitrate); nil leaves
 	// the bitrate alone (the chosen value is still reported).
 	SetBitrate func(kbps int)
+	// SetFrameDivisor makes the encoder send every n-th picture (1: all);
+	// the uplink lowers the frame rate this way when even MinBitrateKbps
+	// does not fit, before the picture would freeze. nil: never.
+	SetFrameDivisor func(n int)
 	// Backoff between failed attempts; zero fields take their defaults.
 	Backoff Backoff
 	// Clock times the backoff and the bitrate controller; nil is real time.
@@ -114,6 +118,9 @@ type Status struct {
 	Error string
 	// BitrateKbps is the encoder bitrate the uplink chose (0 while off).
 	BitrateKbps int
+	// FrameDivisor is 1 at the full frame rate, n when only every n-th
+	// picture is sent because even the minimum bitrate does not fit.
+	FrameDivisor int
 	// EstimateKbps is the latest congestion estimate of the whole
 	// connection (TWCC/GCC, else REMB); 0 when there is none. Its changes
 	// alone do not wake Status watchers or call OnStatus.
@@ -228,6 +235,7 @@ func (u *Uplink) Run(ctx context.Context) error {
 		u.runLive(liveCtx)
 		done()
 		u.setBitrate(u.opt.StartBitrateKbps)
+		u.setFrameDivisor(1)
 		u.update(func(s *Status) { *s = Status{State: Off} })
 		if ctx.Err() != nil {
 			return nil
@@ -280,7 +288,7 @@ func (u *Uplink) runLive(ctx context.Context) {
 	u.setBitrate(ctrl.chosenKbps)
 	now := u.clock.Now()
 	u.update(func(s *Status) {
-		*s = Status{State: Connecting, BitrateKbps: ctrl.chosenKbps, DownSince: now}
+		*s = Status{State: Connecting, BitrateKbps: ctrl.chosenKbps, FrameDivisor: 1, DownSince: now}
 	})
 	failures := 0
 	for {
@@ -327,6 +335,12 @@ func (u *Uplink) attempt(ctx context.Context, ctrl *controller) (time.Duration, 
 	})
 	err = s.run(ctx, ctrl)
 	return u.clock.Now().Sub(upAt), err
+}
+
+func (u *Uplink) setFrameDivisor(n int) {
+	if u.opt.SetFrameDivisor != nil {
+		u.opt.SetFrameDivisor(n)
+	}
 }
 
 func (u *Uplink) setBitrate(kbps int) {

@@ -26,6 +26,8 @@ func NewRegistry(opt Options) (*prometheus.Registry, error) {
 // UplinkStats are the uplink's figures for /metrics.
 type UplinkStats struct {
 	BitrateKbps, EstimateKbps, Failures int
+	// FrameDivisor is n when only every n-th picture is sent (0 or 1: all).
+	FrameDivisor int
 }
 
 // boxCollector reads the hub, the pipeline and the viewers at scrape time, so
@@ -44,6 +46,7 @@ var (
 	descUplinkUp       = prometheus.NewDesc("onair_uplink_up", "1 when the WHIP uplink is sending.", nil, nil)
 	descUplinkBitrate  = prometheus.NewDesc("onair_uplink_bitrate_kbps", "Encoder bitrate the uplink's congestion control chose, kbit/s (0 while off).", nil, nil)
 	descUplinkEstimate = prometheus.NewDesc("onair_uplink_estimate_kbps", "Latest congestion estimate of the uplink's path, kbit/s (0 without one).", nil, nil)
+	descUplinkFrames   = prometheus.NewDesc("onair_uplink_frame_divisor", "1 at the full frame rate; n when only every n-th picture is sent because even the minimum bitrate does not fit.", nil, nil)
 	descUplinkFailures = prometheus.NewDesc("onair_uplink_failures", "Failed uplink attempts since media last flowed steadily.", nil, nil)
 	descRecordingBytes = prometheus.NewDesc("onair_recording_bytes_total", "Bytes written to replay recordings.", nil, nil)
 	descStorageFree    = prometheus.NewDesc("onair_storage_free_bytes", "Free bytes on the data partition.", nil, nil)
@@ -51,7 +54,7 @@ var (
 
 func (c *boxCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descState, descViewers, descViewersPeak, descFPS, descBitrate, descDropped,
-		descKeyframes, descAudioLevel, descUplinkUp, descUplinkBitrate, descUplinkEstimate, descUplinkFailures,
+		descKeyframes, descAudioLevel, descUplinkUp, descUplinkBitrate, descUplinkEstimate, descUplinkFailures, descUplinkFrames,
 		descRecordingBytes, descStorageFree} {
 		ch <- d
 	}
@@ -89,6 +92,7 @@ func (c *boxCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(descUplinkBitrate, prometheus.GaugeValue, float64(us.BitrateKbps))
 	ch <- prometheus.MustNewConstMetric(descUplinkEstimate, prometheus.GaugeValue, float64(us.EstimateKbps))
 	ch <- prometheus.MustNewConstMetric(descUplinkFailures, prometheus.GaugeValue, float64(us.Failures))
+	ch <- prometheus.MustNewConstMetric(descUplinkFrames, prometheus.GaugeValue, float64(max(us.FrameDivisor, 1)))
 	var recorded uint64
 	if c.opt.RecordingBytes != nil {
 		recorded = c.opt.RecordingBytes()

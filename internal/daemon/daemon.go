@@ -199,7 +199,7 @@ func New(cfg config.Config, opt Options) (*Daemon, error) {
 	}
 	d.uplinks = &uplinkCtl{
 		cfg: cfg.Uplink, ice: iceServers, startKbps: cfg.Video.BitrateKbps,
-		hub: d.hub, setBitrate: d.pipeline.SetBitrate, log: log,
+		hub: d.hub, setBitrate: d.pipeline.SetBitrate, setDivisor: d.pipeline.SetFrameDivisor, log: log,
 		target: initialUplink(cfg.Uplink, saved),
 	}
 	if t := d.uplinks.target; t.on() {

@@ -37,6 +37,7 @@ type uplinkCtl struct {
 	startKbps  int
 	hub        *broadcast.Hub
 	setBitrate func(int)
+	setDivisor func(int)
 	log        *slog.Logger
 
 	// swap serializes run and apply (which may wait for a session's
@@ -84,7 +85,8 @@ func (c *uplinkCtl) make(t uplinkTarget) (*uplink.Uplink, error) {
 	return uplink.New(uplink.Options{
 		URL: t.URL, BearerToken: t.Token, ICEServers: c.ice,
 		MinBitrateKbps: c.cfg.MinBitrateKbps, MaxBitrateKbps: c.cfg.MaxBitrateKbps,
-		StartBitrateKbps: c.startKbps, Hub: c.hub, SetBitrate: c.setBitrate, Logger: c.log,
+		StartBitrateKbps: c.startKbps, Hub: c.hub, SetBitrate: c.setBitrate, SetFrameDivisor: c.setDivisor,
+		Logger: c.log,
 	})
 }
 
@@ -201,7 +203,8 @@ func (d *Daemon) uplinkStats() web.UplinkStats {
 	if !ok {
 		return web.UplinkStats{}
 	}
-	return web.UplinkStats{BitrateKbps: st.BitrateKbps, EstimateKbps: st.EstimateKbps, Failures: st.Failures}
+	return web.UplinkStats{BitrateKbps: st.BitrateKbps, EstimateKbps: st.EstimateKbps, Failures: st.Failures,
+		FrameDivisor: st.FrameDivisor}
 }
 
 // setUplink applies an MQTT `set` of uplink_url, uplink_token and
