@@ -89,6 +89,7 @@ type MQTT struct {
 	BaseTopic         string   `yaml:"base_topic"`
 	Groups            []string `yaml:"groups"`
 	TelemetryInterval Duration `yaml:"telemetry_interval"`
+	KeepAlive         Duration `yaml:"keepalive"`
 }
 
 // Replay configures recording and retention.
@@ -196,7 +197,7 @@ func Default() Config {
 		WebRTC: WebRTC{ICEServers: []ICEServer{}, UDPPort: 8189, AdditionalHosts: []string{}, MaxViewers: 50},
 		MQTT: MQTT{
 			BaseTopic: "onair", Groups: []string{},
-			TelemetryInterval: Duration(10 * time.Second),
+			TelemetryInterval: Duration(10 * time.Second), KeepAlive: Duration(30 * time.Second),
 		},
 		Replay: Replay{Enabled: true, Retention: Duration(24 * time.Hour), MinFreeMB: 200},
 		Uplink: Uplink{MinBitrateKbps: 300, MaxBitrateKbps: 4000, LEDAlertAfter: Duration(30 * time.Second)},
@@ -429,6 +430,9 @@ func (c Config) Validate() error {
 	}
 	if c.MQTT.TelemetryInterval.D() < time.Second {
 		bad("mqtt.telemetry_interval", "%s: want at least 1s", c.MQTT.TelemetryInterval.D())
+	}
+	if c.MQTT.KeepAlive.D() < 5*time.Second || c.MQTT.KeepAlive.D() > 10*time.Minute {
+		bad("mqtt.keepalive", "%s: want 5s to 10m", c.MQTT.KeepAlive.D())
 	}
 	if c.Replay.Retention.D() <= 0 {
 		bad("replay.retention", "%s: want a positive duration", c.Replay.Retention.D())

@@ -441,7 +441,7 @@ func (c *Client) connect(ctx context.Context) (mqtt.Client, <-chan struct{}, err
 		SetCleanSession(true).
 		SetAutoReconnect(false).
 		SetConnectRetry(false).
-		SetKeepAlive(30*time.Second).
+		SetKeepAlive(keepAlive(cfg.KeepAlive.D())).
 		SetPingTimeout(10*time.Second).
 		SetConnectTimeout(10*time.Second).
 		SetWriteTimeout(10*time.Second).
@@ -761,4 +761,14 @@ func (c *Client) publishDiscovery(ctx context.Context, cl mqtt.Client) error {
 		return fmt.Errorf("publish %s: %w", topic, err)
 	}
 	return nil
+}
+
+// keepAlive is the MQTT keepalive: how long a box that hangs or loses its
+// network without closing the connection stays "online" is about 1.5 times
+// this. 0 means the default of 30 s.
+func keepAlive(d time.Duration) time.Duration {
+	if d <= 0 {
+		return 30 * time.Second
+	}
+	return d
 }
