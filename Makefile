@@ -102,18 +102,18 @@ test-go:
 
 # The packages whose concurrency matters most, under the race detector.
 test-race:
-	$(GO) test -count=1 -race -timeout 10m ./broadcast/... ./whep/... ./web/... ./pipeline/... ./gpio/... ./audience/... ./announce/...
+	$(GO) test -count=1 -race -timeout 10m ./broadcast/... ./whep/... ./web/... ./pipeline/... ./gpio/... ./audience/... ./announce/... ./replay/...
 
 # Every parser of outside input, fuzzed for a fixed number of inputs beyond
 # its seed corpus (the corpus itself runs in every go test).
 FUZZ_COUNT ?= 3000x
 FUZZ_TARGETS := ./ota/bundle:FuzzOpen ./ota/bundle:FuzzDecodeManifest ./ota/tryboot:FuzzParse \
 	./config:FuzzParse ./media/h264:FuzzInspect ./fleet:FuzzParseCommand ./gpio:FuzzParsePin \
-	./audience:FuzzCheck ./audience:FuzzCleanText
+	./audience:FuzzCheck ./audience:FuzzCleanText ./replay:FuzzScan ./replay:FuzzParseSPS ./replay:FuzzParseRange
 test-fuzz:
 	@for t in $(FUZZ_TARGETS); do pkg=$${t%%:*}; fn=$${t##*:}; \
 		echo "fuzz $$pkg $$fn $(FUZZ_COUNT)"; \
-		$(GO) test -run '^$$' -fuzz "^$$fn\$$" -fuzztime $(FUZZ_COUNT) $$pkg >/dev/null || \
+		$(GO) test -run '^$$' -fuzz "^$$fn\$$" -fuzztime $(FUZZ_COUNT) -fuzzminimizetime 0 $$pkg >/dev/null || \
 		{ $(GO) test -run '^$$' -fuzz "^$$fn\$$" -fuzztime $(FUZZ_COUNT) $$pkg; exit 1; }; done
 
 # Pure-Go packages built for the Pi's architectures and run under qemu-user

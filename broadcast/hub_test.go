@@ -465,3 +465,29 @@ func TestKeyframeInFlightTakesTheBoxLive(t *testing.T) {
 		t.Fatal("a second keyframe was forced right after the one that took the box live")
 	}
 }
+
+// Finish keeps what is queued for its owner (the recorder's last moments);
+// Close throws it away.
+func TestFinishDrainsCloseDiscards(t *testing.T) {
+	hub := New(Options{})
+	goLive(t, hub, 0)
+	finished := hub.AddSink(SinkOptions{Name: "recorder"})
+	closed := hub.AddSink(SinkOptions{Name: "whep"})
+	hub.Publish(keyframe(10*time.Millisecond, true))
+	hub.Publish(audio(15 * time.Millisecond))
+	finished.Finish()
+	closed.Close()
+	hub.Publish(audio(20 * time.Millisecond)) // after Finish: not queued
+	ctx := context.Background()
+	for i := 0; i < 2; i++ {
+		if _, err := finished.Next(ctx); err != nil {
+			t.Fatalf("sample %d after Finish: %v", i, err)
+		}
+	}
+	if _, err := finished.Next(ctx); !errors.Is(err, ErrSinkClosed) {
+		t.Fatalf("after the queue: %v, want ErrSinkClosed", err)
+	}
+	if _, err := closed.Next(ctx); !errors.Is(err, ErrSinkClosed) {
+		t.Fatalf("closed sink: %v, want ErrSinkClosed at once", err)
+	}
+}

@@ -84,6 +84,17 @@ func (s *Sink) Close() {
 	s.wake()
 }
 
+// Finish removes the sink from the hub but lets its owner read what is
+// still queued before Next reports ErrSinkClosed: the recorder keeps the
+// last moments of a broadcast.
+func (s *Sink) Finish() {
+	s.hub.removeSink(s)
+	s.mu.Lock()
+	s.closed = true
+	s.mu.Unlock()
+	s.wake()
+}
+
 func (s *Sink) wake() {
 	select {
 	case s.notify <- struct{}{}:

@@ -105,6 +105,8 @@ type Sources struct {
 	CameraConfigured bool
 	// Uplink reports the WHIP uplink; nil: off.
 	Uplink func() Component
+	// Recording reports the replay recorder; nil: off.
+	Recording func() Component
 }
 
 // Build reads every source now.
@@ -133,6 +135,9 @@ func (s Sources) Build() Document {
 	}
 	if s.Uplink != nil {
 		d.Uplink = s.Uplink()
+	}
+	if s.Recording != nil {
+		d.Recording = s.Recording()
 	}
 	if s.StorageFreeMB != nil {
 		d.StorageFreeMB = s.StorageFreeMB()

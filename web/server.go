@@ -24,6 +24,7 @@ import (
 	"github.com/onair/onair/audience"
 	"github.com/onair/onair/broadcast"
 	"github.com/onair/onair/gpio"
+	"github.com/onair/onair/replay"
 	"github.com/onair/onair/status"
 	"github.com/onair/onair/whep"
 )
@@ -55,6 +56,8 @@ type Options struct {
 	SetUplink func(url, token *string, enabled *bool) error
 	// RecordingBytes is how many bytes replays have written; nil: none.
 	RecordingBytes func() uint64
+	// Replays are the recorded broadcasts; nil: none.
+	Replays *replay.Library
 	// Room carries comments and hearts; nil: none.
 	Room *audience.Room
 	// Invites open private broadcasts; nil: none.
@@ -128,6 +131,12 @@ func New(opt Options) (*Server, error) {
 	})
 	s.route("/api/invites/{id}", map[string]http.HandlerFunc{http.MethodDelete: s.admin(s.revokeInvite)})
 	s.route("/api/replays", map[string]http.HandlerFunc{http.MethodGet: s.listReplays})
+	s.route("/api/replays/{id}", map[string]http.HandlerFunc{
+		http.MethodDelete: s.admin(s.deleteReplay),
+		http.MethodPatch:  s.admin(s.patchReplay),
+	})
+	s.route("/api/replays/{id}/media", map[string]http.HandlerFunc{http.MethodGet: s.replayMedia})
+	s.route("/replays/{id}", map[string]http.HandlerFunc{http.MethodGet: s.replayPage(s.servePage(sub, "replay.html"))})
 	s.route("/api/uplink", map[string]http.HandlerFunc{http.MethodPatch: s.admin(s.patchUplink)})
 	s.route("/api/invites/{id}/qr", map[string]http.HandlerFunc{http.MethodGet: s.admin(s.inviteQR)})
 	s.route("/metrics", map[string]http.HandlerFunc{
@@ -173,6 +182,20 @@ func (s *Server) route(pattern string, methods map[string]http.HandlerFunc) {
 		w.Header().Set("Allow", strings.Join(allowed, ", "))
 		writeError(w, http.StatusMethodNotAllowed, fmt.Sprintf("method %s not allowed on %s", r.Method, r.URL.Path))
 	})
+}
+
+// servePage serves one embedded page as it is.
+func (s *Server) servePage(sub fs.FS, name string) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		body, err := fs.ReadFile(sub, name)
+		if err != nil {
+			writeError(w, http.StatusInternalServerError, "page missing from the build")
+			return
+		}
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		w.Header().Set("Cache-Control", "no-cache")
+		w.Write(body)
+	}
 }
 
 func (s *Server) page(sub fs.FS, name string, files http.Handler) http.HandlerFunc {

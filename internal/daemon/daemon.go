@@ -31,6 +31,7 @@ import (
 	"github.com/onair/onair/gpio"
 	"github.com/onair/onair/internal/atomicfile"
 	"github.com/onair/onair/pipeline"
+	"github.com/onair/onair/replay"
 	"github.com/onair/onair/settings"
 	"github.com/onair/onair/status"
 	"github.com/onair/onair/watchdog"
@@ -77,6 +78,7 @@ type Daemon struct {
 	watchdog  *os.File      // nil without --watchdog
 	fleet     *fleet.Client // nil when mqtt.broker is empty
 	uplinks   *uplinkCtl
+	replays   *replay.Library // nil when replays are off or the data partition cannot hold them
 	settings  *settings.Store
 	room      *audience.Room
 	invites   *audience.Invites
@@ -183,9 +185,11 @@ func New(cfg config.Config, opt Options) (*Daemon, error) {
 		return fail(fmt.Errorf("http.listen %s: %w", cfg.HTTP.Listen, err))
 	}
 	d.publicURL = publicURL(cfg, d.listener.Addr())
+	d.openReplays()
 	d.web, err = web.New(web.Options{
 		AdminToken: token, Hub: d.hub, WHEP: d.viewers, Status: d.sources.Build, Log: log, Press: d.press,
 		Uplink: d.uplinkStats, SetUplink: d.setUplinkChecked,
+		Replays: d.replays, RecordingBytes: d.recordingBytes,
 		Room: d.room, Invites: d.invites, InviteTTL: cfg.Audience.InviteTTL.D(), PublicURL: d.publicURL,
 		Health: map[string]func(context.Context) error{
 			"media":     d.mediaAnswers,
@@ -279,6 +283,11 @@ func (d *Daemon) Run(ctx context.Context) error {
 	first, changed := d.hub.Status()
 	comments := d.room.Subscribe()
 	go func() { defer wg.Done(); d.followBroadcast(fleetCtx, first, changed, comments) }()
+	if d.replays != nil {
+		wg.Add(2)
+		go func() { defer wg.Done(); d.record(pipeCtx, first, changed) }()
+		go func() { defer wg.Done(); d.replays.Run(fleetCtx) }()
+	}
 	if d.watchdog != nil {
 		wg.Add(1)
 		go func() {

@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 
@@ -95,7 +96,12 @@ func (c controller) ViewerBlock(_ context.Context, viewer string) error {
 	return c.d.room.Block(viewer)
 }
 
-func (c controller) ReplayDelete(context.Context, string) error { return errNotYet("replays") }
+func (c controller) ReplayDelete(_ context.Context, id string) error {
+	if c.d.replays == nil {
+		return errors.New("replays are off on this box (replay.enabled, or the data partition cannot hold them)")
+	}
+	return c.d.replays.Delete(id)
+}
 
 // publishEvents turns state changes into fleet events (went_live, stopped,
 // error) until ctx ends.
