@@ -123,9 +123,9 @@ func TestReplayRecordedListedServed(t *testing.T) {
 		t.Fatalf("range: %d, %d bytes, Content-Range %q", code, len(part), h.Get("Content-Range"))
 	}
 	for _, c := range []struct {
-		path  string
+		path   string
 		range_ string
-		want  int
+		want   int
 	}{
 		{"/api/replays/" + id + "/media", "bytes=999999999-", 416},
 		{"/api/replays/" + id + "/media", "bytes=junk", 416},
