@@ -120,8 +120,8 @@ test-fuzz:
 # (no binfmt_misc here, so go test -exec names the emulator). Unit tests only.
 QEMU_PKGS = $$($(GO) list ./... | grep -v -e /buildroot)
 test-qemu:
-	CGO_ENABLED=0 GOOS=linux GOARCH=arm64 $(GO) test -count=1 -short -timeout 15m -exec qemu-aarch64 $(QEMU_PKGS)
-	CGO_ENABLED=0 GOOS=linux GOARCH=arm GOARM=7 $(GO) test -count=1 -short -timeout 15m -exec qemu-arm $(QEMU_PKGS)
+	ONAIR_TEST_EMULATOR=qemu-aarch64 CGO_ENABLED=0 GOOS=linux GOARCH=arm64 $(GO) test -count=1 -short -timeout 15m -exec qemu-aarch64 $(QEMU_PKGS)
+	ONAIR_TEST_EMULATOR=qemu-arm CGO_ENABLED=0 GOOS=linux GOARCH=arm GOARM=7 $(GO) test -count=1 -short -timeout 15m -exec qemu-arm $(QEMU_PKGS)
 
 clean:
 	rm -rf bin $(TIMINGS)

@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -16,6 +15,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/onair/onair/internal/testexec"
 	"github.com/onair/onair/ota"
 	"github.com/onair/onair/ota/otatest"
 	"github.com/onair/onair/ota/tryboot"
@@ -98,11 +98,6 @@ func childAgent(dir, kind string) (*ota.Agent, error) {
 // read-back and arming after it. Every time the box must then boot a good
 // slot, settle and report; an install that finished must come up.
 func TestKillInstall(t *testing.T) {
-	if testing.Short() {
-		// It starts this test binary again as the child to kill; under
-		// qemu-user without binfmt_misc the kernel cannot run it.
-		t.Skip("starts the test binary again as a child: native runs only")
-	}
 	seed := rand.Uint64()
 	if s := os.Getenv("ONAIR_OTA_KILL_SEED"); s != "" {
 		seed, _ = strconv.ParseUint(s, 10, 64)
@@ -139,7 +134,7 @@ func killOnce(t *testing.T, kind string, rng *rand.Rand, run int) string {
 		t.Fatal(err)
 	}
 	defer pipe.Close()
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd := testexec.Self("-test.run=^$")
 	cmd.Env = append(os.Environ(), childEnv+"="+b.dir, childKindEnv+"="+kind, childSrcEnv+"="+fifo)
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {

@@ -7,12 +7,13 @@ import (
 	"math"
 	"math/rand/v2"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/onair/onair/internal/testexec"
 )
 
 // The crash test runs the recorder in a child process (this test binary,
@@ -67,7 +68,7 @@ func TestCrashRepairsAndPlays(t *testing.T) {
 
 func crashOnce(t *testing.T, killAfter time.Duration) {
 	dir := t.TempDir()
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd := testexec.Self("-test.run=^$")
 	cmd.Env = append(os.Environ(), crashChildEnv+"="+dir, crashMediaEnv+"="+mediaDir)
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
