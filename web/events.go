@@ -63,6 +63,8 @@ func (s *sockets) closeAll() {
 
 var upgrader = websocket.Upgrader{
 	ReadBufferSize: 1024, WriteBufferSize: 4096,
+	// Write buffers are lent per message: hundreds of idle sockets hold none.
+	WriteBufferPool: &sync.Pool{},
 	// The page is served by the box itself; other origins may read public
 	// events too (they are on the public status anyway).
 	CheckOrigin: func(*http.Request) bool { return true },
@@ -114,7 +116,13 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 		}
 	}()
 	replies := make(chan event, 8)
+	// Admission is decided before the first message is read (and again on
+	// every change by the writer loop below), so a page's hello is never
+	// refused for arriving before the first check.
 	var admitted atomic.Bool
+	if st, _ := s.opt.Hub.Status(); admin || !st.Private || s.tokenValid(token, st.BroadcastFor()) {
+		admitted.Store(true)
+	}
 	conn.SetReadLimit(4096)
 	go func() {
 		defer cancel()

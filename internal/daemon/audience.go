@@ -36,6 +36,9 @@ func (d *Daemon) openAudience() error {
 		CommentInterval: orNone(a.CommentInterval.D()),
 		HeartInterval:   orNone(a.HeartInterval.D()),
 		History:         history,
+		// Three seconds of a busy chat (20 comments/s) per socket: a page
+		// further behind is closed and reconnects with a fresh snapshot.
+		SubscriberQueue: 64,
 	})
 	if saved := d.settings.Get().CommentsEnabled; saved != nil {
 		d.room.SetCommentsEnabled(*saved)
