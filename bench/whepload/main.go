@@ -39,6 +39,7 @@ type result struct {
 	firstRTP, firstKeyframe time.Duration
 	frames, lost            int
 	ok                      bool
+	gaps                    [1001]int
 }
 
 func run(url string, n int, stagger, duration time.Duration, pid int) error {
@@ -61,8 +62,10 @@ func run(url string, n int, stagger, duration time.Duration, pid int) error {
 	// Let every viewer settle, then measure frames and the daemon over the window.
 	time.Sleep(2 * time.Second)
 	startFrames := make([]int, n)
+	startGaps := make([][1001]int, n)
 	for i, c := range clients {
-		startFrames[i] = c.Stats().VideoFrames
+		st := c.Stats()
+		startFrames[i], startGaps[i] = st.VideoFrames, st.FrameGapsMS
 	}
 	cpu0, t0 := cpuTicks(pid), time.Now()
 	time.Sleep(duration)
@@ -74,6 +77,9 @@ func run(url string, n int, stagger, duration time.Duration, pid int) error {
 	for i, c := range clients {
 		st := c.Stats()
 		results[i] = result{frames: st.VideoFrames - startFrames[i], lost: st.VideoPacketsLost, ok: !st.FirstKeyframe.IsZero()}
+		for ms := range st.FrameGapsMS {
+			results[i].gaps[ms] = st.FrameGapsMS[ms] - startGaps[i][ms]
+		}
 		if !st.FirstRTP.IsZero() {
 			results[i].firstRTP = st.FirstRTP.Sub(joined[i])
 		}
@@ -89,6 +95,7 @@ func run(url string, n int, stagger, duration time.Duration, pid int) error {
 	wg.Wait()
 
 	var rtp, key []time.Duration
+	var gaps [1001]int
 	frames, lost, failed := 0, 0, 0
 	for _, r := range results {
 		if !r.ok {
@@ -99,10 +106,14 @@ func run(url string, n int, stagger, duration time.Duration, pid int) error {
 		key = append(key, r.firstKeyframe)
 		frames += r.frames
 		lost += r.lost
+		for ms, k := range r.gaps {
+			gaps[ms] += k
+		}
 	}
 	secs := t1.Sub(t0).Seconds()
 	fmt.Printf("viewers=%d failed=%d first_rtp_p50=%s first_rtp_p95=%s first_keyframe_p50=%s first_keyframe_p95=%s fps_per_viewer=%.1f packets_lost=%d",
 		n, failed, pct(rtp, 0.5), pct(rtp, 0.95), pct(key, 0.5), pct(key, 0.95), float64(frames)/float64(max(1, n-failed))/secs, lost)
+	fmt.Printf(" frame_gap_p50_ms=%d frame_gap_p99_ms=%d frame_gap_max_ms=%d", gapPct(gaps, 0.5), gapPct(gaps, 0.99), gapPct(gaps, 1))
 	if pid > 0 {
 		fmt.Printf(" daemon_cpu_pct=%.1f daemon_rss_mb=%.1f", float64(cpu1-cpu0)/100/secs*100, float64(rss)/(1<<20))
 	}
@@ -171,4 +182,24 @@ func rssBytes(pid int) int64 {
 		}
 	}
 	return 0
+}
+
+// gapPct is the p-th quantile of a histogram of frame gaps in ms.
+func gapPct(h [1001]int, p float64) int {
+	total := 0
+	for _, k := range h {
+		total += k
+	}
+	if total == 0 {
+		return 0
+	}
+	want := int(p * float64(total))
+	seen := 0
+	for ms, k := range h {
+		seen += k
+		if seen > want || (p == 1 && seen == total) {
+			return ms
+		}
+	}
+	return len(h) - 1
 }

@@ -60,6 +60,11 @@ type Stats struct {
 	AudioNonSilent bool
 	// KeyframeTimestamps are the RTP timestamps (90 kHz) of keyframes.
 	KeyframeTimestamps []uint32
+	// LastFrame is when the latest frame was complete; FrameGapsMS counts
+	// the gaps between complete frames in whole milliseconds (index = gap,
+	// the last bucket holds everything longer): how evenly pictures arrive.
+	LastFrame   time.Time
+	FrameGapsMS [1001]int
 }
 
 // Client is one connected viewer.
@@ -243,6 +248,11 @@ func (c *Client) frame(au []byte, ts uint32) {
 		c.stats.FirstFrameIsKeyframe = info.IDR && info.SPS && info.PPS
 	}
 	c.stats.VideoFrames++
+	now := time.Now()
+	if !c.stats.LastFrame.IsZero() {
+		c.stats.FrameGapsMS[min(int(now.Sub(c.stats.LastFrame)/time.Millisecond), len(c.stats.FrameGapsMS)-1)]++
+	}
+	c.stats.LastFrame = now
 	if info.IDR {
 		c.stats.Keyframes++
 		c.stats.KeyframeTimestamps = append(c.stats.KeyframeTimestamps, ts)
