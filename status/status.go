@@ -25,6 +25,8 @@ type Document struct {
 	CameraConnected bool       `json:"camera_connected"`
 	Uplink          Component  `json:"uplink"`
 	Recording       Component  `json:"recording"`
+	Announce        Component  `json:"announce"`
+	CommentsEnabled bool       `json:"comments_enabled"`
 	StorageFreeMB   int64      `json:"storage_free_mb"`
 	Board           board.Info `json:"board"`
 	Firmware        Firmware   `json:"firmware"`
@@ -107,6 +109,10 @@ type Sources struct {
 	Uplink func() Component
 	// Recording reports the replay recorder; nil: off.
 	Recording func() Component
+	// Announce reports the go-live announcement; nil: off.
+	Announce func() Component
+	// CommentsEnabled tells whether viewers may comment; nil: they may not.
+	CommentsEnabled func() bool
 }
 
 // Build reads every source now.
@@ -138,6 +144,13 @@ func (s Sources) Build() Document {
 	}
 	if s.Recording != nil {
 		d.Recording = s.Recording()
+	}
+	d.Announce = Component{State: "off"}
+	if s.Announce != nil {
+		d.Announce = s.Announce()
+	}
+	if s.CommentsEnabled != nil {
+		d.CommentsEnabled = s.CommentsEnabled()
 	}
 	if s.StorageFreeMB != nil {
 		d.StorageFreeMB = s.StorageFreeMB()

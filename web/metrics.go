@@ -48,6 +48,7 @@ var (
 	descUplinkEstimate = prometheus.NewDesc("onair_uplink_estimate_kbps", "Latest congestion estimate of the uplink's path, kbit/s (0 without one).", nil, nil)
 	descUplinkFrames   = prometheus.NewDesc("onair_uplink_frame_divisor", "1 at the full frame rate; n when only every n-th picture is sent because even the minimum bitrate does not fit.", nil, nil)
 	descUplinkFailures = prometheus.NewDesc("onair_uplink_failures", "Failed uplink attempts since media last flowed steadily.", nil, nil)
+	descRecordingState = prometheus.NewDesc("onair_recording_state", "1 for the recorder's current state (off, idle, recording, paused, error), 0 for the others.", []string{"state"}, nil)
 	descRecordingBytes = prometheus.NewDesc("onair_recording_bytes_total", "Bytes written to replay recordings.", nil, nil)
 	descStorageFree    = prometheus.NewDesc("onair_storage_free_bytes", "Free bytes on the data partition.", nil, nil)
 )
@@ -55,7 +56,7 @@ var (
 func (c *boxCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descState, descViewers, descViewersPeak, descFPS, descBitrate, descDropped,
 		descKeyframes, descAudioLevel, descUplinkUp, descUplinkBitrate, descUplinkEstimate, descUplinkFailures, descUplinkFrames,
-		descRecordingBytes, descStorageFree} {
+		descRecordingState, descRecordingBytes, descStorageFree} {
 		ch <- d
 	}
 }
@@ -93,6 +94,13 @@ func (c *boxCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(descUplinkEstimate, prometheus.GaugeValue, float64(us.EstimateKbps))
 	ch <- prometheus.MustNewConstMetric(descUplinkFailures, prometheus.GaugeValue, float64(us.Failures))
 	ch <- prometheus.MustNewConstMetric(descUplinkFrames, prometheus.GaugeValue, float64(max(us.FrameDivisor, 1)))
+	for _, st := range []string{"off", "idle", "recording", "paused", "error"} {
+		v := 0.0
+		if st == doc.Recording.State {
+			v = 1
+		}
+		ch <- prometheus.MustNewConstMetric(descRecordingState, prometheus.GaugeValue, v, st)
+	}
 	var recorded uint64
 	if c.opt.RecordingBytes != nil {
 		recorded = c.opt.RecordingBytes()

@@ -186,6 +186,11 @@ func New(cfg config.Config, opt Options) (*Daemon, error) {
 	}
 	d.publicURL = publicURL(cfg, d.listener.Addr())
 	d.openReplays()
+	d.sources.Announce = func() status.Component {
+		state, err := d.announcer.Status()
+		return status.Component{State: state, Error: err}
+	}
+	d.sources.CommentsEnabled = d.room.CommentsEnabled
 	d.web, err = web.New(web.Options{
 		AdminToken: token, Hub: d.hub, WHEP: d.viewers, Status: d.sources.Build, Log: log, Press: d.press,
 		Uplink: d.uplinkStats, SetUplink: d.setUplinkChecked,

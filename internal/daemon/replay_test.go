@@ -17,7 +17,6 @@ import (
 	"time"
 
 	"github.com/onair/onair/config"
-	"github.com/onair/onair/fleet"
 	"github.com/onair/onair/internal/whepclient"
 )
 
@@ -257,5 +256,59 @@ func TestDiskFullNeverStopsTheBroadcast(t *testing.T) {
 	if r.d.Status().State != "live" {
 		t.Fatal("the broadcast did not stay live")
 	}
-	_ = fleet.Reply{}
+	if _, m := r.call(t, http.MethodGet, "/metrics", "", nil); !strings.Contains(m, `onair_recording_state{state="paused"} 1`) {
+		t.Fatalf("metrics do not say paused:\n%s", grepLines(m, "onair_recording"))
+	}
+	// MQTT's status is the same document.
+	if doc := r.d.Status(); doc.Recording.State != "paused" {
+		t.Fatalf("status document recording %+v", doc.Recording)
+	}
+}
+
+// TestRealDiskFillsUp records onto a real, small file system (a 24 MB tmpfs;
+// this needs root, which make test has): an older replay goes first, then
+// recording pauses, and the viewer never notices.
+func TestRealDiskFillsUp(t *testing.T) {
+	if os.Getuid() != 0 {
+		t.Skip("mounting a tmpfs needs root; the fake free-space tests in replay/ cover the logic")
+	}
+	dir := t.TempDir()
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=24m", "onair-test", dir).CombinedOutput(); err != nil {
+		t.Fatalf("mount tmpfs: %v: %s", err, out)
+	}
+	defer exec.Command("umount", "-l", dir).Run()
+	r := start(t, func(c *config.Config) {
+		c.DataDir = dir
+		c.Video.TestPattern = "noise" // real bits at the configured rate
+		c.Video.BitrateKbps = 40000   // 5 MB/s: the tmpfs fills in seconds
+		c.Replay.MinFreeMB = 4
+	})
+	defer r.stop()
+	// An older replay, then the broadcast that fills the disk.
+	r.goLive(t)
+	time.Sleep(1500 * time.Millisecond)
+	r.admin(t, http.MethodDelete, "/api/live", "")
+	waitFor(t, "the first replay", func() bool { l := r.replays(t, ""); return len(l) == 1 && l[0]["recording"] == false })
+	first := r.replays(t, "")[0]["id"].(string)
+
+	viewer, err := whepclient.Dial(context.Background(), r.base+"/api/whep", whepclient.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer viewer.Close()
+	r.goLive(t)
+	waitFor(t, "recording paused for disk space", func() bool { return r.d.Status().Recording.State == "paused" })
+	for _, info := range r.replays(t, "") {
+		if info["id"] == first {
+			t.Fatalf("the older replay %s was not deleted to make room", first)
+		}
+	}
+	before := viewer.Stats().VideoFrames
+	time.Sleep(2 * time.Second)
+	if got := viewer.Stats().VideoFrames - before; got < 45 {
+		t.Fatalf("the viewer got %d frames in 2 s while the disk was full", got)
+	}
+	if st := r.d.Status(); st.State != "live" || st.Recording.Error == "" {
+		t.Fatalf("state %s, recording %+v", st.State, st.Recording)
+	}
 }

@@ -198,6 +198,34 @@ describe("audience in headless Chromium", () => {
     await api("PATCH", "/api/broadcast", { private: false });
   });
 
+  step("console: signs in, shows the comment stream, makes an invite with a QR code, removes a comment", async () => {
+    const context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
+    context.setDefaultTimeout(stepTimeoutMs);
+    const page = await context.newPage();
+    page.on("pageerror", (err) => pageErrors.push(`console: ${err.message}`));
+    page.on("dialog", (d) => d.accept().catch(() => {}));
+    pages.console = page;
+    await page.goto(baseURL + "/console");
+    await page.fill("#token", token);
+    await page.click("#login button");
+    await page.waitForFunction(() => document.querySelectorAll("#comments li").length > 0);
+    const texts = await page.evaluate(() => [...document.querySelectorAll("#comments li")].map((li) => li.textContent));
+    assert.ok(texts.some((t) => t.includes("hello from Ann")), "the console does not show the viewers' comments");
+    await page.fill("#invite-name", "Console guest");
+    await page.click("#invite-form button");
+    await page.waitForFunction(() => !document.getElementById("qr-box").hidden && document.getElementById("qr").naturalWidth > 0);
+    assert.match(await page.textContent("#qr-link"), /\/\?t=/);
+    // Remove Ann's first comment from the console: it goes for the viewers too.
+    const { bob } = pages;
+    await page.evaluate(() => {
+      const li = [...document.querySelectorAll("#comments li")].find((l) => l.textContent.includes("hello from Ann"));
+      li.querySelector("button.remove").click();
+    });
+    await bob.waitForFunction(() => ![...document.querySelectorAll("#comments li .text")].some((e) => e.textContent === "hello from Ann"));
+    await mkdir(artifacts, { recursive: true });
+    await page.screenshot({ path: path.join(artifacts, "console.png"), fullPage: true });
+  });
+
   step("no script errors on any page", async () => {
     assert.deepEqual(pageErrors, []);
     assert.deepEqual(dialogs, []);

@@ -97,6 +97,41 @@
     $("comment").value = "";
   });
 
+  // --- replays: watch, keep past the retention, delete ---
+  async function loadReplays() {
+    const list = await api("GET", "/api/replays");
+    $("replays").replaceChildren(...list.map((r) => {
+      const tr = document.createElement("tr");
+      const title = document.createElement("td");
+      const a = document.createElement("a");
+      a.href = "/replays/" + encodeURIComponent(r.id);
+      a.target = "_blank";
+      a.textContent = (r.title || "Untitled") + (r.private ? " (private)" : "") + (r.recording ? " (recording)" : "");
+      title.append(a);
+      const start = document.createElement("td");
+      start.textContent = new Date(r.start).getUTCFullYear() < 2000 ? "date unknown" : new Date(r.start).toLocaleString();
+      const len = document.createElement("td");
+      len.textContent = Math.round(r.duration_s) + " s, " + (r.size_bytes / 1e6).toFixed(1) + " MB";
+      const actions = document.createElement("td");
+      const keep = document.createElement("button");
+      keep.type = "button"; keep.textContent = r.keep ? "kept (undo)" : "keep";
+      keep.addEventListener("click", async () => {
+        try { await api("PATCH", "/api/replays/" + encodeURIComponent(r.id), { keep: !r.keep }); loadReplays(); }
+        catch (e) { $("error").textContent = e.message; }
+      });
+      const del = document.createElement("button");
+      del.type = "button"; del.textContent = "delete"; del.disabled = r.recording;
+      del.addEventListener("click", async () => {
+        if (!confirm("Delete this replay?")) return;
+        try { await api("DELETE", "/api/replays/" + encodeURIComponent(r.id)); loadReplays(); }
+        catch (e) { $("error").textContent = e.message; }
+      });
+      actions.append(keep, del);
+      tr.append(title, start, len, actions);
+      return tr;
+    }));
+  }
+
   // --- invites: a link per person, with a QR code to show on a phone ---
   async function loadInvites() {
     const list = await api("GET", "/api/invites");
@@ -228,8 +263,10 @@
     refresh();
     if (!ws) connectEvents();
     loadInvites().catch(() => {});
+    loadReplays().catch(() => {});
   }
 
   setInterval(() => { if (token) refresh(); }, 2000);
+  setInterval(() => { if (token) loadReplays().catch(() => {}); }, 10000);
   if (token) start(); else $("login").hidden = false;
 })();
