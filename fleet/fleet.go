@@ -319,6 +319,13 @@ func (c *Client) Stats() Stats {
 	}
 }
 
+// Connected tells whether the box is connected to the broker now (the
+// update agent's "can still reach the fleet" health check).
+func (c *Client) Connected() bool {
+	conn, _ := c.current()
+	return conn != nil
+}
+
 // current returns the connected client (nil while down) and a channel
 // closed at the next change of it.
 func (c *Client) current() (mqtt.Client, <-chan struct{}) {

@@ -41,6 +41,9 @@ const (
 	EventButton      = "button"
 	EventError       = "error"
 	EventOTAProgress = "ota_progress"
+	// EventOTAResult says how an update ended: installed (rebooting into its
+	// trial), committed, rolled back or failed, with the reason.
+	EventOTAResult = "ota_result"
 )
 
 // tsLayout is RFC 3339 with milliseconds, always UTC.

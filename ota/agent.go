@@ -148,6 +148,9 @@ type Request struct {
 	// Version, when set, must equal the bundle's version (the fleet command
 	// names the version it means to install).
 	Version string
+	// ImageSHA256, when set, must equal the signed manifest's image hash
+	// (the fleet command's sha256: the operator names the exact build).
+	ImageSHA256 string
 	// Progress is called when the percentage of a stage changes.
 	Progress func(Progress)
 }
@@ -308,6 +311,9 @@ func (a *Agent) admit(m bundle.Manifest, req Request) error {
 	}
 	if req.Version != "" && req.Version != m.Version {
 		return fmt.Errorf("%w: requested %s, bundle holds %s", ErrVersionMismatch, req.Version, m.Version)
+	}
+	if req.ImageSHA256 != "" && !strings.EqualFold(req.ImageSHA256, m.ImageSHA256) {
+		return fmt.Errorf("%w: requested image sha256 %s, bundle holds %s", ErrVersionMismatch, req.ImageSHA256, m.ImageSHA256)
 	}
 	running, err := bundle.ParseVersion(a.cfg.Version)
 	if err != nil {

@@ -100,7 +100,10 @@ type Sources struct {
 	Video    Video
 	Audio    Audio
 	Firmware Firmware
-	Started  time.Time
+	// FirmwareNow reads the firmware part at each build (the update state
+	// changes); nil: Firmware as given.
+	FirmwareNow func() Firmware
+	Started     time.Time
 	// StorageFreeMB reports free space on the data partition; nil: unknown.
 	StorageFreeMB func() int64
 	// Camera reports whether a real camera is delivering.
@@ -138,6 +141,9 @@ func (s Sources) Build() Document {
 		d.Video.BitrateKbps = round1(ps.BitrateKbps)
 		d.Audio.PeakDBFS, d.Audio.RMSDBFS = ps.PeakDBFS, ps.RMSDBFS
 		d.CameraConnected = s.CameraConfigured && !ps.CameraLost
+	}
+	if s.FirmwareNow != nil {
+		d.Firmware = s.FirmwareNow()
 	}
 	if s.Uplink != nil {
 		d.Uplink = s.Uplink()

@@ -54,6 +54,10 @@ type Options struct {
 	// SetUplink changes the WHIP uplink (nil fields: unchanged); nil: the
 	// route answers 404.
 	SetUplink func(url, token *string, enabled *bool) error
+	// StartOTA begins an update in the background; OTAState reports it.
+	// nil: updates are unavailable.
+	StartOTA func(OTAInstall) error
+	OTAState func(context.Context) any
 	// RecordingBytes is how many bytes replays have written; nil: none.
 	RecordingBytes func() uint64
 	// Replays are the recorded broadcasts; nil: none.
@@ -137,6 +141,10 @@ func New(opt Options) (*Server, error) {
 	})
 	s.route("/api/replays/{id}/media", map[string]http.HandlerFunc{http.MethodGet: s.replayMedia})
 	s.route("/replays/{id}", map[string]http.HandlerFunc{http.MethodGet: s.replayPage(s.servePage(sub, "replay.html"))})
+	s.route("/api/ota", map[string]http.HandlerFunc{
+		http.MethodPost: s.admin(s.startOTA),
+		http.MethodGet:  s.admin(s.otaState),
+	})
 	s.route("/api/uplink", map[string]http.HandlerFunc{http.MethodPatch: s.admin(s.patchUplink)})
 	s.route("/api/invites/{id}/qr", map[string]http.HandlerFunc{http.MethodGet: s.admin(s.inviteQR)})
 	s.route("/metrics", map[string]http.HandlerFunc{

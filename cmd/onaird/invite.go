@@ -1,8 +1,6 @@
 package main
 
 import (
-	"bytes"
-	"context"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -18,45 +16,49 @@ import (
 	"github.com/onair/onair/config"
 )
 
-// runInvite is `onaird invite`: it asks the running daemon for an invite
-// link to the current (or next) broadcast, with the admin token from the
-// config or the data directory, and prints the link.
-func runInvite(args []string, stdout io.Writer) error {
-	fs := flag.NewFlagSet("onaird invite", flag.ContinueOnError)
-	configPath := fs.String("config", defaultConfig, "configuration file (YAML)")
-	name := fs.String("name", "", "who the invite is for (shown in the console's list)")
-	ttl := fs.Duration("ttl", 0, "how long the link works (default audience.invite_ttl)")
-	server := fs.String("server", "", "the daemon's address (default: http.listen from the config)")
-	token := fs.String("admin-token", "", "admin token (default: from the config or the data directory)")
-	dataDir := fs.String("data-dir", "", "data directory, overrides data_dir")
-	if err := fs.Parse(args); err != nil {
-		return err
+// clientOpts find the running daemon and its admin token for the commands
+// that talk to it (invite, ota install).
+type clientOpts struct {
+	configPath, server, token, dataDir *string
+}
+
+func clientFlags(fs *flag.FlagSet) clientOpts {
+	return clientOpts{
+		configPath: fs.String("config", defaultConfig, "configuration file (YAML)"),
+		server:     fs.String("server", "", "the daemon's address (default: http.listen from the config)"),
+		token:      fs.String("admin-token", "", "admin token (default: from the config or the data directory)"),
+		dataDir:    fs.String("data-dir", "", "data directory, overrides data_dir"),
 	}
-	cfg, err := config.Load(*configPath)
-	if errors.Is(err, os.ErrNotExist) && *configPath == defaultConfig {
+}
+
+// open reads the config and the admin token and returns the API client.
+func (c clientOpts) open() (apiClient, error) {
+	cfg, err := config.Load(*c.configPath)
+	if errors.Is(err, os.ErrNotExist) && *c.configPath == defaultConfig {
 		cfg, err = config.Default(), nil
 	}
 	if err != nil {
-		return err
+		return apiClient{}, err
 	}
-	if *dataDir != "" {
-		cfg.DataDir = *dataDir
+	if *c.dataDir != "" {
+		cfg.DataDir = *c.dataDir
 	}
-	if *token == "" {
-		*token = cfg.HTTP.AdminToken
+	token := *c.token
+	if token == "" {
+		token = cfg.HTTP.AdminToken
 	}
-	if *token == "" {
+	if token == "" {
 		b, err := os.ReadFile(filepath.Join(cfg.DataDir, "admin-token"))
 		if err != nil {
-			return fmt.Errorf("no admin token: give --admin-token or run where %s is readable: %w", cfg.DataDir, err)
+			return apiClient{}, fmt.Errorf("no admin token: give --admin-token or run where %s is readable: %w", cfg.DataDir, err)
 		}
-		*token = strings.TrimSpace(string(b))
+		token = strings.TrimSpace(string(b))
 	}
-	base := *server
+	base := *c.server
 	if base == "" {
 		host, port, err := net.SplitHostPort(cfg.HTTP.Listen)
 		if err != nil {
-			return fmt.Errorf("http.listen %q: %w", cfg.HTTP.Listen, err)
+			return apiClient{}, fmt.Errorf("http.listen %q: %w", cfg.HTTP.Listen, err)
 		}
 		if host == "" || host == "0.0.0.0" || host == "::" {
 			host = "localhost"
@@ -66,35 +68,39 @@ func runInvite(args []string, stdout io.Writer) error {
 	if !strings.Contains(base, "://") {
 		base = "http://" + base
 	}
+	return apiClient{base: strings.TrimRight(base, "/"), token: token}, nil
+}
+
+// runInvite is `onaird invite`: it asks the running daemon for an invite
+// link to the current (or next) broadcast and prints the link.
+func runInvite(args []string, stdout io.Writer) error {
+	fs := flag.NewFlagSet("onaird invite", flag.ContinueOnError)
+	name := fs.String("name", "", "who the invite is for (shown in the console's list)")
+	ttl := fs.Duration("ttl", 0, "how long the link works (default audience.invite_ttl)")
+	c := clientFlags(fs)
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	api, err := c.open()
+	if err != nil {
+		return err
+	}
 	req := map[string]string{"name": *name}
 	if *ttl > 0 {
 		req["ttl"] = ttl.String()
 	}
 	body, _ := json.Marshal(req)
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	hreq, err := http.NewRequestWithContext(ctx, http.MethodPost, strings.TrimRight(base, "/")+"/api/invites", bytes.NewReader(body))
+	out, err := api.call(http.MethodPost, "/api/invites", body, http.StatusCreated)
 	if err != nil {
 		return err
 	}
-	hreq.Header.Set("Authorization", "Bearer "+*token)
-	hreq.Header.Set("Content-Type", "application/json")
-	resp, err := http.DefaultClient.Do(hreq)
-	if err != nil {
-		return fmt.Errorf("ask the daemon at %s (is onaird running?): %w", base, err)
-	}
-	defer resp.Body.Close()
-	var out struct {
+	var inv struct {
 		URL     string    `json:"url"`
 		Expires time.Time `json:"expires"`
-		Error   string    `json:"error"`
 	}
-	if err := json.NewDecoder(io.LimitReader(resp.Body, 64<<10)).Decode(&out); err != nil {
-		return fmt.Errorf("daemon answered %s: %w", resp.Status, err)
+	if err := json.Unmarshal(out, &inv); err != nil {
+		return fmt.Errorf("daemon's answer: %w", err)
 	}
-	if resp.StatusCode != http.StatusCreated {
-		return fmt.Errorf("daemon refused: %s: %s", resp.Status, out.Error)
-	}
-	fmt.Fprintf(stdout, "%s\n(valid until %s)\n", out.URL, out.Expires.Local().Format(time.RFC1123))
+	fmt.Fprintf(stdout, "%s\n(valid until %s)\n", inv.URL, inv.Expires.Local().Format(time.RFC1123))
 	return nil
 }

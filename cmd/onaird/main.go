@@ -13,17 +13,27 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"path/filepath"
 	"strings"
 	"syscall"
 
 	"github.com/onair/onair/config"
 	"github.com/onair/onair/gpio"
 	"github.com/onair/onair/internal/daemon"
+	"github.com/onair/onair/ota"
+	"github.com/onair/onair/ota/layout"
 )
 
 const defaultConfig = "/etc/onair/onair.yaml"
 
 func main() {
+	if len(os.Args) > 2 && os.Args[1] == "ota" && os.Args[2] == "install" {
+		if err := runOTAInstall(os.Args[3:], os.Stdout); err != nil {
+			fmt.Fprintln(os.Stderr, "onaird ota install:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if len(os.Args) > 1 && os.Args[1] == "invite" {
 		if err := runInvite(os.Args[2:], os.Stdout); err != nil {
 			fmt.Fprintln(os.Stderr, "onaird invite:", err)
@@ -37,6 +47,7 @@ func main() {
 	dataDir := flag.String("data-dir", "", "data directory, overrides data_dir")
 	verbose := flag.Bool("v", false, "debug logging")
 	watchdogPath := flag.String("watchdog", "", "kernel watchdog to feed while the daemon's loops answer (the image passes /dev/watchdog)")
+	firmware := flag.String("firmware", layout.DefaultPath, "the image's firmware layout (slots, bootloader, update keys); absent: no updates")
 	keys := flag.Bool("keys", false, "simulated button on the terminal: Enter = short press, l + Enter = long press")
 	flag.Parse()
 
@@ -45,13 +56,13 @@ func main() {
 		level = slog.LevelDebug
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
-	if err := run(*configPath, *listen, *adminToken, *dataDir, *watchdogPath, *keys, log); err != nil {
+	if err := run(*configPath, *listen, *adminToken, *dataDir, *watchdogPath, *firmware, *keys, log); err != nil {
 		log.Error("onaird stopped", "err", err)
 		os.Exit(1)
 	}
 }
 
-func run(configPath, listen, adminToken, dataDir, watchdogPath string, keys bool, log *slog.Logger) error {
+func run(configPath, listen, adminToken, dataDir, watchdogPath, firmware string, keys bool, log *slog.Logger) error {
 	cfg, err := config.Load(configPath)
 	if errors.Is(err, os.ErrNotExist) && configPath == defaultConfig {
 		log.Info("no config file, running on defaults", "path", configPath)
@@ -75,7 +86,10 @@ func run(configPath, listen, adminToken, dataDir, watchdogPath string, keys bool
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	d, err := daemon.New(cfg, daemon.Options{Log: log, Watchdog: watchdogPath, PowerOff: powerOff})
+	agent, why := openUpdates(firmware, cfg, log)
+	d, err := daemon.New(cfg, daemon.Options{
+		Log: log, Watchdog: watchdogPath, PowerOff: powerOff, Reboot: rebootBox, OTA: agent, OTAUnavailable: why,
+	})
 	if err != nil {
 		return err
 	}
@@ -99,6 +113,40 @@ func powerOff(ctx context.Context) error {
 		return fmt.Errorf("poweroff: %w: %s", err, strings.TrimSpace(string(out)))
 	}
 	return nil
+}
+
+// rebootBox restarts the machine (MQTT `reboot`), through the image's
+// reboot, which stops every service first.
+func rebootBox(ctx context.Context) error {
+	if out, err := exec.CommandContext(ctx, "reboot").CombinedOutput(); err != nil {
+		return fmt.Errorf("reboot: %w: %s", err, strings.TrimSpace(string(out)))
+	}
+	return nil
+}
+
+// openUpdates builds the update agent from the image's firmware layout; on
+// a machine without one (a developer's PC) updates are off, with the reason.
+func openUpdates(path string, cfg config.Config, log *slog.Logger) (*ota.Agent, string) {
+	l, err := layout.Load(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, "no firmware layout at " + path + ": this is not an OnAir image"
+	}
+	if err != nil {
+		log.Error("updates are off", "err", err)
+		return nil, err.Error()
+	}
+	oc, err := l.Config(layout.Options{
+		DataDir: filepath.Join(cfg.DataDir, "ota"), Version: daemon.Version,
+		AllowDowngrade: cfg.OTA.AllowDowngrade, Logger: log,
+	})
+	if err == nil {
+		var agent *ota.Agent
+		if agent, err = ota.New(oc); err == nil {
+			return agent, ""
+		}
+	}
+	log.Error("updates are off", "err", err)
+	return nil, err.Error()
 }
 
 // pressKeys is the simulated button on the terminal; it ends with stdin.

@@ -30,6 +30,7 @@ import (
 	"github.com/onair/onair/fleet"
 	"github.com/onair/onair/gpio"
 	"github.com/onair/onair/internal/atomicfile"
+	"github.com/onair/onair/ota"
 	"github.com/onair/onair/pipeline"
 	"github.com/onair/onair/replay"
 	"github.com/onair/onair/settings"
@@ -55,6 +56,12 @@ type Options struct {
 	// loops answer (/dev/watchdog on the box); empty: none. Opt-in, because
 	// opening a PC's watchdog arms it.
 	Watchdog string
+	// OTA is the update agent of this image; nil: updates are unavailable,
+	// for OTAUnavailable's reason.
+	OTA            *ota.Agent
+	OTAUnavailable string
+	// Reboot restarts the box (MQTT `reboot`); nil: refused.
+	Reboot func(context.Context) error
 	// PowerOff turns the box off (the long press's shutdown action); nil:
 	// the action is refused with a reason.
 	PowerOff func(context.Context) error
@@ -86,6 +93,10 @@ type Daemon struct {
 	publicURL string
 	deviceID  string
 	powerOff  func(context.Context) error
+	reboot    func(context.Context) error
+	updates   updates
+	// bg counts background work (installs) that Run waits for.
+	bg sync.WaitGroup
 	// life bounds what New starts before Run (the button's goroutine).
 	life    context.Context
 	endLife context.CancelFunc
@@ -98,7 +109,11 @@ func New(cfg config.Config, opt Options) (*Daemon, error) {
 	if log == nil {
 		log = slog.Default()
 	}
-	d := &Daemon{cfg: cfg, log: log, clock: device.NewClock(), powerOff: opt.PowerOff}
+	d := &Daemon{cfg: cfg, log: log, clock: device.NewClock(), powerOff: opt.PowerOff, reboot: opt.Reboot}
+	d.updates.agent, d.updates.why = opt.OTA, opt.OTAUnavailable
+	if d.updates.agent == nil && d.updates.why == "" {
+		d.updates.why = "this is not an OnAir image (no firmware layout)"
+	}
 	d.life, d.endLife = context.WithCancel(context.Background())
 	if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
 		return nil, fmt.Errorf("data_dir %s: %w", cfg.DataDir, err)
@@ -174,8 +189,8 @@ func New(cfg config.Config, opt Options) (*Daemon, error) {
 	d.sources = status.Sources{
 		Hub: d.hub, Pipeline: d.pipeline, Viewers: d.viewers.Viewers, Board: opt.Board,
 		Video: media.videoStatus, Audio: media.audioStatus,
-		Firmware: status.Firmware{Version: Version, Slot: "", OTAState: "idle"},
-		Started:  time.Now(), CameraConfigured: media.camera,
+		Firmware: status.Firmware{Version: Version, OTAState: "unavailable"}, FirmwareNow: d.firmware,
+		Started: time.Now(), CameraConfigured: media.camera,
 		StorageFreeMB: func() int64 { return freeBytes(cfg.DataDir) / (1 << 20) },
 	}
 	d.listener, err = net.Listen("tcp", cfg.HTTP.Listen)
@@ -195,6 +210,7 @@ func New(cfg config.Config, opt Options) (*Daemon, error) {
 		AdminToken: token, Hub: d.hub, WHEP: d.viewers, Status: d.sources.Build, Log: log, Press: d.press,
 		Uplink: d.uplinkStats, SetUplink: d.setUplinkChecked,
 		Replays: d.replays, RecordingBytes: d.recordingBytes,
+		StartOTA: d.StartOTA, OTAState: func(ctx context.Context) any { return d.OTAState(ctx) },
 		Room: d.room, Invites: d.invites, InviteTTL: cfg.Audience.InviteTTL.D(), PublicURL: d.publicURL,
 		Health: map[string]func(context.Context) error{
 			"media":     d.mediaAnswers,
@@ -288,6 +304,10 @@ func (d *Daemon) Run(ctx context.Context) error {
 	first, changed := d.hub.Status()
 	comments := d.room.Subscribe()
 	go func() { defer wg.Done(); d.followBroadcast(fleetCtx, first, changed, comments) }()
+	if d.updates.agent != nil {
+		wg.Add(1)
+		go func() { defer wg.Done(); d.afterBoot(fleetCtx) }()
+	}
 	if d.replays != nil {
 		wg.Add(2)
 		go func() { defer wg.Done(); d.record(pipeCtx, first, changed) }()
@@ -336,6 +356,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	stopPanel()
 	d.endLife()
 	wg.Wait()
+	d.bg.Wait()
 	d.announcer.Wait()
 	d.panel.close()
 	return errors.Join(err, pipeErr)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"time"
 
 	"github.com/onair/onair/broadcast"
 	"github.com/onair/onair/fleet"
@@ -84,10 +85,32 @@ func (c controller) Set(_ context.Context, args fleet.SetArgs) error {
 	return nil
 }
 
-func (c controller) Reboot(context.Context) error { return errNotYet("reboot") }
+// Reboot restarts the box a moment after the reply is out, stopping a
+// live broadcast cleanly first (the operator asked for it).
+func (c controller) Reboot(context.Context) error {
+	if c.d.reboot == nil {
+		return errors.New("reboot: this daemon cannot restart the machine it runs on")
+	}
+	c.d.bg.Add(1)
+	go func() {
+		defer c.d.bg.Done()
+		select {
+		case <-c.d.life.Done():
+			return
+		case <-time.After(time.Second): // the reply goes out first
+		}
+		c.d.log.Info("rebooting on the operator's command")
+		c.d.hub.Stop(c.d.life)
+		if err := c.d.reboot(c.d.life); err != nil {
+			c.d.log.Error("reboot", "err", err)
+		}
+	}()
+	return nil
+}
 
-func (c controller) OTA(context.Context, fleet.OTAArgs) error {
-	return errNotYet("over-the-air update")
+// OTA starts an update; progress and the result follow as events.
+func (c controller) OTA(_ context.Context, args fleet.OTAArgs) error {
+	return c.d.StartOTA(OTARequest{Source: args.URL, Version: args.Version, SHA256: args.SHA256, Downgrade: args.Downgrade})
 }
 
 func (c controller) CommentRemove(_ context.Context, id string) error { return c.d.room.Remove(id) }
