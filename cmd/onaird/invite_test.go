@@ -89,6 +89,15 @@ func TestInviteCommand(t *testing.T) {
 		t.Fatalf("the invite does not open the private broadcast: %v", pub)
 	}
 
+	// `onaird ota install` reaches the same daemon; off the image it says why.
+	err = runOTAInstall([]string{"--config", path, "update.bundle"}, io.Discard)
+	if err == nil || !strings.Contains(err.Error(), "not an OnAir image") {
+		t.Fatalf("ota install off the image: %v", err)
+	}
+	if err := runOTAInstall([]string{"--config", path}, io.Discard); err == nil || !strings.Contains(err.Error(), "usage") {
+		t.Fatalf("ota install without a bundle: %v", err)
+	}
+
 	// A wrong token is refused with the daemon's reason.
 	if err := runInvite([]string{"--config", path, "--admin-token", "wrong"}, io.Discard); err == nil || !strings.Contains(err.Error(), "403") {
 		t.Fatalf("with a wrong token: %v", err)
