@@ -303,10 +303,13 @@ func TestRealDiskFillsUp(t *testing.T) {
 			t.Fatalf("the older replay %s was not deleted to make room", first)
 		}
 	}
+	// Pictures keep coming (how many depends on the machine's load, not on
+	// the recorder: that comparison is bench/recording.sh's).
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
 	before := viewer.Stats().VideoFrames
-	time.Sleep(2 * time.Second)
-	if got := viewer.Stats().VideoFrames - before; got < 45 {
-		t.Fatalf("the viewer got %d frames in 2 s while the disk was full", got)
+	if err := viewer.WaitVideoFrames(ctx, before+30); err != nil {
+		t.Fatalf("the viewer stopped getting frames while the disk was full: %v", err)
 	}
 	if st := r.d.Status(); st.State != "live" || st.Recording.Error == "" {
 		t.Fatalf("state %s, recording %+v", st.State, st.Recording)
