@@ -44,6 +44,7 @@ type recording struct {
 	end         int64         // bytes of complete fragments on disk
 	lastCapture time.Duration // of the last sample handled
 	retryAt     time.Duration // capture time before which no resume is tried
+	lastFrag    int64         // bytes of the last fragment cut: a paused recording resumes with room for two
 
 	state, errText string
 	committed      int64         // = end, for readers
@@ -196,7 +197,10 @@ func (r *recording) handle(it item) {
 		r.mux.discontinuity()
 	}
 	if r.state != StateRecording {
-		if s.Kind != media.Video || !s.Keyframe || s.Capture < r.retryAt || !r.l.makeRoom(0) {
+		// Resume only with room for a couple of fragments beyond the floor,
+		// not at the first byte above it: a disk at the edge would pause
+		// and resume at every fragment.
+		if s.Kind != media.Video || !s.Keyframe || s.Capture < r.retryAt || !r.l.makeRoom(max(2*r.lastFrag, 1<<20)) {
 			return
 		}
 		r.setState(StateRecording, "")
@@ -218,6 +222,7 @@ func (r *recording) flush(next time.Duration, hasNext bool) {
 	if out == nil {
 		return
 	}
+	r.lastFrag = int64(len(out))
 	if !r.l.makeRoom(int64(len(out))) {
 		r.l.mu.Lock()
 		free := r.l.freeBytes
