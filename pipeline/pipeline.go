@@ -40,6 +40,11 @@ type Audio struct {
 	Source  device.AudioSource
 	Encoder encoder.AudioEncoder
 	Name    string
+	// Now is the shared capture clock; with it, a microphone whose crystal
+	// is off its nominal rate is kept in step with the video (driftFix).
+	// nil: the source's stamps are taken as they are (test sources run on
+	// the clock already).
+	Now func() time.Duration
 }
 
 // Pipeline owns both loops. Run starts them; it returns when ctx ends.
@@ -158,6 +163,10 @@ func (p *Pipeline) runVideo(ctx context.Context) error {
 func (p *Pipeline) runAudio(ctx context.Context) error {
 	defer func() { p.audio.Source.Close(); p.audio.Encoder.Close() }()
 	var samples []media.Sample
+	var drift *driftFix
+	if p.audio.Now != nil {
+		drift = &driftFix{now: p.audio.Now}
+	}
 	for {
 		frame, err := p.audio.Source.ReadAudio(ctx)
 		if err != nil {
@@ -169,6 +178,9 @@ func (p *Pipeline) runAudio(ctx context.Context) error {
 			return nil // video goes on without sound
 		}
 		p.stats.audioLevel(frame)
+		if drift != nil {
+			frame = drift.fix(frame)
+		}
 		samples, err = p.audio.Encoder.Encode(samples[:0], frame)
 		if err != nil {
 			return fmt.Errorf("encode audio: %w", err)

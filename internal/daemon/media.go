@@ -158,6 +158,7 @@ func openMedia(cfg config.Config, clock *device.Clock, log *slog.Logger) (m open
 		mic, micErr := openMicrophone(cfg, clock, log)
 		if micErr == nil {
 			m.audio.Source, m.audio.Name = mic, mic.String()
+			m.audio.Now = clock.Now // a USB microphone's crystal drifts from the video's clock
 			m.audioStatus.Source = mic.Device().Name
 			break
 		}
