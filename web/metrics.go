@@ -50,13 +50,15 @@ var (
 	descUplinkFailures = prometheus.NewDesc("onair_uplink_failures", "Failed uplink attempts since media last flowed steadily.", nil, nil)
 	descRecordingState = prometheus.NewDesc("onair_recording_state", "1 for the recorder's current state (off, idle, recording, paused, error), 0 for the others.", []string{"state"}, nil)
 	descRecordingBytes = prometheus.NewDesc("onair_recording_bytes_total", "Bytes written to replay recordings.", nil, nil)
+	descTemperature    = prometheus.NewDesc("onair_board_temperature_celsius", "SoC temperature.", nil, nil)
+	descThrottled      = prometheus.NewDesc("onair_board_throttled", "1 while the Pi's firmware reports under-voltage or throttling now.", nil, nil)
 	descStorageFree    = prometheus.NewDesc("onair_storage_free_bytes", "Free bytes on the data partition.", nil, nil)
 )
 
 func (c *boxCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descState, descViewers, descViewersPeak, descFPS, descBitrate, descDropped,
 		descKeyframes, descAudioLevel, descUplinkUp, descUplinkBitrate, descUplinkEstimate, descUplinkFailures, descUplinkFrames,
-		descRecordingState, descRecordingBytes, descStorageFree} {
+		descRecordingState, descRecordingBytes, descStorageFree, descTemperature, descThrottled} {
 		ch <- d
 	}
 }
@@ -106,5 +108,11 @@ func (c *boxCollector) Collect(ch chan<- prometheus.Metric) {
 		recorded = c.opt.RecordingBytes()
 	}
 	ch <- prometheus.MustNewConstMetric(descRecordingBytes, prometheus.CounterValue, float64(recorded))
+	ch <- prometheus.MustNewConstMetric(descTemperature, prometheus.GaugeValue, doc.Board.TemperatureC)
+	throttled := 0.0
+	if doc.Board.Throttled {
+		throttled = 1
+	}
+	ch <- prometheus.MustNewConstMetric(descThrottled, prometheus.GaugeValue, throttled)
 	ch <- prometheus.MustNewConstMetric(descStorageFree, prometheus.GaugeValue, float64(doc.StorageFreeMB)*1024*1024)
 }

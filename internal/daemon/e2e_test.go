@@ -23,6 +23,7 @@ import (
 
 	"github.com/onair/onair/broadcast"
 	"github.com/onair/onair/config"
+	"github.com/onair/onair/device/board"
 	"github.com/onair/onair/internal/whepclient"
 	"github.com/onair/onair/media"
 )
@@ -676,5 +677,38 @@ func TestWatchdogFedAndDisarmedOnStop(t *testing.T) {
 	b, _ := os.ReadFile(wd)
 	if !bytes.HasSuffix(b, []byte("V")) {
 		t.Fatalf("a clean stop must disarm the watchdog with the magic V; wrote %q", b)
+	}
+}
+
+// TestBoardInStatusAndMetrics lays out a Raspberry Pi's /proc and /sys: the
+// model, serial, temperature and under-voltage alarm reach the status and
+// /metrics, and the serial names the box.
+func TestBoardInStatusAndMetrics(t *testing.T) {
+	root := t.TempDir()
+	write := func(path, content string) {
+		p := filepath.Join(root, path)
+		os.MkdirAll(filepath.Dir(p), 0o755)
+		if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("proc/device-tree/model", "Raspberry Pi 4 Model B Rev 1.4\x00")
+	write("proc/device-tree/serial-number", "10000000abcdef12\x00")
+	write("sys/class/thermal/thermal_zone0/temp", "61234\n")
+	write("sys/devices/platform/soc/soc:firmware/raspberrypi-hwmon/hwmon/hwmon1/in0_lcrit_alarm", "1\n")
+	r := startWith(t, nil, Options{Board: board.Reader{Root: root}})
+	defer r.stop()
+	b := r.d.Status().Board
+	if b.Model != "Raspberry Pi 4 Model B Rev 1.4" || b.Serial != "10000000abcdef12" || b.TemperatureC != 61.234 || !b.Throttled {
+		t.Fatalf("board %+v", b)
+	}
+	if r.d.deviceID != "onair-abcdef12" {
+		t.Fatalf("device id %q, want it from the serial", r.d.deviceID)
+	}
+	_, m := r.call(t, http.MethodGet, "/metrics", "", nil)
+	for _, want := range []string{"onair_board_temperature_celsius 61.234", "onair_board_throttled 1"} {
+		if !strings.Contains(m, want) {
+			t.Errorf("/metrics lacks %q", want)
+		}
 	}
 }
