@@ -325,7 +325,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	}
 	panelCtx, stopPanel := context.WithCancel(d.life)
 	wg.Add(1)
-	go func() { defer wg.Done(); d.panel.run(panelCtx, d.hub, d.press, d.uplinkDown, d.log) }()
+	go func() { defer wg.Done(); d.panel.run(panelCtx, d.hub, d.press, d.ledPattern, d.log) }()
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- d.http.Serve(d.listener) }()
 

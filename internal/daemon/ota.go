@@ -224,3 +224,10 @@ func indexAny(s, chars string) int {
 	}
 	return -1
 }
+
+// busy tells whether an install is under way.
+func (u *updates) busy() bool {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return u.installing
+}

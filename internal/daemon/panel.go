@@ -114,11 +114,10 @@ func (p *panel) factoryResetIfHeld(ctx context.Context, dataDir string, log *slo
 // run handles presses and keeps the LED on the broadcast's real state until
 // ctx ends.
 //
-// uplinkDown tells whether the uplink has been down (live, not sending) for
-// longer than uplink.led_alert_after; the LED then shows the error pattern,
-// so a crew sees that the big audience lost the stream. It may be nil.
+// refine, when set, adjusts the LED for what the state alone does not say
+// (a problem while live, the uplink down, an update installing).
 func (p *panel) run(ctx context.Context, hub *broadcast.Hub, press func(context.Context, gpio.PressKind) error,
-	uplinkDown func() bool, log *slog.Logger) {
+	refine func(broadcast.Status, gpio.Pattern) gpio.Pattern, log *slog.Logger) {
 	var wg sync.WaitGroup
 	if p.button != nil {
 		wg.Add(1)
@@ -135,16 +134,16 @@ func (p *panel) run(ctx context.Context, hub *broadcast.Hub, press func(context.
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			// The uplink has no change channel here: a look every second is
-			// plenty for an alert that waits tens of seconds.
+			// The uplink and the updates have no change channel here: a look
+			// every second is plenty for what they show.
 			tick := time.NewTicker(time.Second)
 			defer tick.Stop()
 			shown := gpio.Pattern(-1)
 			for {
 				st, changed := hub.Status()
 				want := ledPattern(st.State)
-				if want == gpio.PatternLive && uplinkDown != nil && uplinkDown() {
-					want = gpio.PatternError
+				if refine != nil {
+					want = refine(st, want)
 				}
 				if want != shown {
 					if err := p.led.SetPattern(want); err != nil && !errors.Is(err, gpio.ErrClosed) {

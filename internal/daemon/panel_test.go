@@ -158,3 +158,28 @@ func TestLEDAlertsWhenTheUplinkStaysDown(t *testing.T) {
 	}
 	waitPattern(gpio.PatternLive)
 }
+
+// A problem the broadcast goes on with (the slate instead of the camera, an
+// encoder restarting) shows as the error pattern while live, and goes away
+// with the problem.
+func TestLEDShowsAProblemWhileLive(t *testing.T) {
+	led := gpiofake.NewPin("GPIO27", 27, gpiofake.NewClock(time.Now()))
+	r := startWith(t, func(c *config.Config) { c.Video.Width, c.Video.Height = 320, 240 }, Options{Pins: &Pins{LED: led}})
+	defer r.stop()
+	r.goLive(t)
+	wait := func(want gpio.Pattern) {
+		t.Helper()
+		deadline := time.Now().Add(5 * time.Second)
+		for r.d.panel.led.Pattern() != want {
+			if time.Now().After(deadline) {
+				t.Fatalf("LED %v, want %v", r.d.panel.led.Pattern(), want)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	wait(gpio.PatternLive)
+	r.d.Hub().SetProblem("camera /dev/video0 failed: unplugged")
+	wait(gpio.PatternError)
+	r.d.Hub().SetProblem("")
+	wait(gpio.PatternLive)
+}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/onair/onair/broadcast"
 	"github.com/onair/onair/config"
+	"github.com/onair/onair/gpio"
 	"github.com/onair/onair/settings"
 	"github.com/onair/onair/status"
 	"github.com/onair/onair/uplink"
@@ -252,4 +253,18 @@ func (d *Daemon) setUplinkChecked(rawURL, token *string, enabled *bool) error {
 		}
 	}
 	return d.setUplink(rawURL, token, enabled)
+}
+
+// ledPattern refines the LED beyond the broadcast state: live with a
+// problem (the camera replaced by the slate, the encoder restarting) or with
+// the uplink down too long shows the error pattern; an update installing
+// while not live shows the slow OTA blink.
+func (d *Daemon) ledPattern(st broadcast.Status, p gpio.Pattern) gpio.Pattern {
+	switch {
+	case p == gpio.PatternLive && (st.Error != "" || d.uplinkDown()):
+		return gpio.PatternError
+	case p == gpio.PatternOff && d.updates.busy():
+		return gpio.PatternOTA
+	}
+	return p
 }
