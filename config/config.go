@@ -114,6 +114,7 @@ type Uplink struct {
 type GPIO struct {
 	Button          string   `yaml:"button"`
 	LED             string   `yaml:"led"`
+	Tally           string   `yaml:"tally"`
 	ActiveLow       bool     `yaml:"active_low"`
 	Debounce        Duration `yaml:"debounce"`
 	LongPress       Duration `yaml:"long_press"`

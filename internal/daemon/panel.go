@@ -21,20 +21,23 @@ import (
 type Pins struct {
 	Button periphgpio.PinIn
 	LED    periphgpio.PinOut
-	Clock  gpio.Clock
+	// Tally is the optional second LED: on while live, nothing else.
+	Tally periphgpio.PinOut
+	Clock gpio.Clock
 }
 
 // panel is the crew's whole interface on the box: one button, one LED.
 type panel struct {
 	button *gpio.Button
 	led    *gpio.LED
+	tally  *gpio.LED // optional: a tally light for the people on camera
 }
 
 // openPanel opens the configured button and LED. A machine without GPIO (a
 // PC) runs without them and says so; a configured pin that fails is an error.
 func openPanel(ctx context.Context, cfg config.GPIO, pins *Pins, log *slog.Logger) (*panel, error) {
 	p := &panel{}
-	if pins == nil && cfg.Button == "" && cfg.LED == "" {
+	if pins == nil && cfg.Button == "" && cfg.LED == "" && cfg.Tally == "" {
 		log.Info("no button and no LED configured (gpio.button, gpio.led)")
 		return p, nil
 	}
@@ -58,6 +61,11 @@ func openPanel(ctx context.Context, cfg config.GPIO, pins *Pins, log *slog.Logge
 				return nil, fmt.Errorf("gpio.led: %w", err)
 			}
 		}
+		if cfg.Tally != "" {
+			if pins.Tally, err = host.Output(cfg.Tally); err != nil {
+				return nil, fmt.Errorf("gpio.tally: %w", err)
+			}
+		}
 	}
 	var err error
 	if pins.Button != nil {
@@ -76,6 +84,13 @@ func openPanel(ctx context.Context, cfg config.GPIO, pins *Pins, log *slog.Logge
 			return nil, fmt.Errorf("gpio.led: %w", err)
 		}
 	}
+	if pins.Tally != nil {
+		p.tally, err = gpio.NewLED(pins.Tally, gpio.LEDOptions{ActiveLow: cfg.ActiveLow, Clock: pins.Clock, Logger: log})
+		if err != nil {
+			p.close()
+			return nil, fmt.Errorf("gpio.tally: %w", err)
+		}
+	}
 	return p, nil
 }
 
@@ -85,6 +100,9 @@ func (p *panel) close() {
 	}
 	if p.led != nil {
 		p.led.Close()
+	}
+	if p.tally != nil {
+		p.tally.Close()
 	}
 }
 
@@ -128,6 +146,27 @@ func (p *panel) run(ctx context.Context, hub *broadcast.Hub, press func(context.
 					log.Error("button", "press", pr.Kind, "err", err)
 				}
 			}, log)
+		}()
+	}
+	if p.tally != nil {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				st, changed := hub.Status()
+				want := gpio.PatternOff
+				if st.State == broadcast.Live {
+					want = gpio.PatternLive
+				}
+				if err := p.tally.SetPattern(want); err != nil && !errors.Is(err, gpio.ErrClosed) {
+					log.Error("tally LED", "err", err)
+				}
+				select {
+				case <-ctx.Done():
+					return
+				case <-changed:
+				}
+			}
 		}()
 	}
 	if p.led != nil {

@@ -164,8 +164,10 @@ func TestLEDAlertsWhenTheUplinkStaysDown(t *testing.T) {
 // with the problem.
 func TestLEDShowsAProblemWhileLive(t *testing.T) {
 	led := gpiofake.NewPin("GPIO27", 27, gpiofake.NewClock(time.Now()))
-	r := startWith(t, func(c *config.Config) { c.Video.Width, c.Video.Height = 320, 240 }, Options{Pins: &Pins{LED: led}})
+	tally := gpiofake.NewPin("GPIO22", 22, gpiofake.NewClock(time.Now()))
+	r := startWith(t, func(c *config.Config) { c.Video.Width, c.Video.Height = 320, 240 }, Options{Pins: &Pins{LED: led, Tally: tally}})
 	defer r.stop()
+	waitLevel(t, tally, periphgpio.High) // idle: the tally is dark (active low)
 	r.goLive(t)
 	wait := func(want gpio.Pattern) {
 		t.Helper()
@@ -180,6 +182,9 @@ func TestLEDShowsAProblemWhileLive(t *testing.T) {
 	wait(gpio.PatternLive)
 	r.d.Hub().SetProblem("camera /dev/video0 failed: unplugged")
 	wait(gpio.PatternError)
+	waitLevel(t, tally, periphgpio.Low) // the tally only says "on air"
 	r.d.Hub().SetProblem("")
 	wait(gpio.PatternLive)
+	r.admin(t, http.MethodDelete, "/api/live", "")
+	waitLevel(t, tally, periphgpio.High)
 }
