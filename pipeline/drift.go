@@ -62,7 +62,9 @@ func (d *driftFix) fix(f media.AudioFrame) media.AudioFrame {
 	d.srcNext = f.Capture + time.Duration(len(f.Samples)/f.Channels)*time.Second/time.Duration(f.SampleRate)
 	drift := d.next - now - d.base
 	d.ema += (drift - d.ema) / 50 // about a second of 20 ms buffers
-	step := int(driftStep) * f.SampleRate / int(time.Second) * f.Channels
+	// One driftStep of samples, in int64: on 32-bit ARM an int holds
+	// neither nanoseconds times a sample rate nor much else.
+	step := int(int64(driftStep)*int64(f.SampleRate)/int64(time.Second)) * f.Channels
 	samples := f.Samples
 	switch {
 	case d.ema > driftLimit && len(samples) > 2*step:
