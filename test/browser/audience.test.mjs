@@ -9,12 +9,8 @@ import assert from "node:assert/strict";
 import { mkdir } from "node:fs/promises";
 import path from "node:path";
 import { chromium } from "playwright-core";
+import { api, artifacts, baseURL, chromiumArgs, executablePath, stepTimeoutMs, token } from "./lib.mjs";
 
-const baseURL = requireEnv("ONAIR_URL").replace(/\/$/, "");
-const token = requireEnv("ONAIR_TOKEN");
-const artifacts = process.env.ONAIR_ARTIFACTS || path.resolve(import.meta.dirname, "../../test-artifacts");
-const executablePath = process.env.CHROMIUM || "/usr/bin/chromium";
-const stepTimeoutMs = 15_000;
 // audience.comment_interval of run.sh's config is the default 2 s.
 const commentIntervalMs = 2_100;
 
@@ -23,24 +19,6 @@ const hostile = [
   "<img src=x onerror=\"window.pwned = 2; alert('img')\">",
   "javascript:alert('url') <a href=\"javascript:alert(4)\">link</a>",
 ];
-
-function requireEnv(name) {
-  const v = process.env[name];
-  if (!v) throw new Error(`${name} is not set: run this test through test/browser/run.sh`);
-  return v;
-}
-
-async function api(method, urlPath, body) {
-  const resp = await fetch(baseURL + urlPath, {
-    method,
-    headers: { Authorization: "Bearer " + token, "Content-Type": "application/json" },
-    body: body === undefined ? undefined : JSON.stringify(body),
-    signal: AbortSignal.timeout(stepTimeoutMs),
-  });
-  const text = await resp.text();
-  assert.ok(resp.ok, `${method} ${urlPath}: HTTP ${resp.status} ${text}`);
-  return text ? JSON.parse(text) : null;
-}
 
 const commentTexts = () => [...document.querySelectorAll("#comments li .text")].map((e) => e.textContent);
 const frames = () => document.getElementById("video").getVideoPlaybackQuality().totalVideoFrames;
@@ -93,9 +71,7 @@ describe("audience in headless Chromium", () => {
     browser = await chromium.launch({
       executablePath,
       headless: true,
-      args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-        "--disable-background-networking", "--disable-component-update", "--disable-sync",
-        "--autoplay-policy=no-user-gesture-required"],
+      args: chromiumArgs,
     });
     await api("PATCH", "/api/broadcast", { private: false, comments_enabled: true, title: "Audience test" });
     await api("POST", "/api/live", {});

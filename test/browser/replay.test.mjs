@@ -6,29 +6,8 @@
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { chromium } from "playwright-core";
+import { api, baseURL, chromiumArgs, executablePath, stepTimeoutMs } from "./lib.mjs";
 
-const baseURL = requireEnv("ONAIR_URL").replace(/\/$/, "");
-const token = requireEnv("ONAIR_TOKEN");
-const executablePath = process.env.CHROMIUM || "/usr/bin/chromium";
-const stepTimeoutMs = 15_000;
-
-function requireEnv(name) {
-  const v = process.env[name];
-  if (!v) throw new Error(`${name} is not set: run this test through test/browser/run.sh`);
-  return v;
-}
-
-async function api(method, urlPath, body) {
-  const resp = await fetch(baseURL + urlPath, {
-    method,
-    headers: { Authorization: "Bearer " + token, "Content-Type": "application/json" },
-    body: body === undefined ? undefined : JSON.stringify(body),
-    signal: AbortSignal.timeout(stepTimeoutMs),
-  });
-  const text = await resp.text();
-  assert.ok(resp.ok, `${method} ${urlPath}: HTTP ${resp.status} ${text}`);
-  return text ? JSON.parse(text) : null;
-}
 
 describe("replay in headless Chromium", () => {
   let browser;
@@ -48,9 +27,7 @@ describe("replay in headless Chromium", () => {
     browser = await chromium.launch({
       executablePath,
       headless: true,
-      args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-        "--disable-background-networking", "--disable-component-update", "--disable-sync",
-        "--autoplay-policy=no-user-gesture-required"],
+      args: chromiumArgs,
     });
     const context = await browser.newContext({ viewport: { width: 1280, height: 720 } });
     context.setDefaultTimeout(stepTimeoutMs);

@@ -15,11 +15,8 @@ import { mkdtemp, mkdir, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { chromium } from "playwright-core";
+import { api, artifacts, baseURL, chromiumArgs, executablePath, stepTimeoutMs, token } from "./lib.mjs";
 
-const baseURL = requireEnv("ONAIR_URL").replace(/\/$/, "");
-const token = requireEnv("ONAIR_TOKEN");
-const artifacts = process.env.ONAIR_ARTIFACTS || path.resolve(import.meta.dirname, "../../test-artifacts");
-const executablePath = process.env.CHROMIUM || "/usr/bin/chromium";
 
 const width = 1280; // video.width and video.height of run.sh's config
 const height = 720;
@@ -28,27 +25,6 @@ const endedText = "The broadcast has ended";
 const hostileTitle = "<img src=x onerror=alert(1)>";
 const loads = 5; // fresh page loads timed to first frame (odd: the median is one of them)
 
-// Seconds, not minutes: every wait below is for something that takes well
-// under a second on a healthy box, so a long wait is a failure to report.
-const stepTimeoutMs = 15_000;
-
-function requireEnv(name) {
-  const v = process.env[name];
-  if (!v) throw new Error(`${name} is not set: run this test through test/browser/run.sh`);
-  return v;
-}
-
-async function api(method, urlPath, body) {
-  const resp = await fetch(baseURL + urlPath, {
-    method,
-    headers: { Authorization: "Bearer " + token, "Content-Type": "application/json" },
-    body: body === undefined ? undefined : JSON.stringify(body),
-    signal: AbortSignal.timeout(stepTimeoutMs),
-  });
-  const text = await resp.text();
-  assert.ok(resp.ok, `${method} ${urlPath}: HTTP ${resp.status} ${text}`);
-  return text ? JSON.parse(text) : null;
-}
 
 async function screenshot(page, name) {
   await mkdir(artifacts, { recursive: true });
@@ -195,17 +171,7 @@ describe("viewer page in headless Chromium", () => {
     context = await chromium.launchPersistentContext(userDataDir, {
       executablePath,
       headless: true,
-      args: [
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-quic",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--autoplay-policy=no-user-gesture-required",
-      ],
+      args: chromiumArgs,
       // A phone: what most viewers hold when they open the link.
       viewport: { width: 390, height: 844 },
       deviceScaleFactor: 2,
