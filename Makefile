@@ -13,7 +13,7 @@ LISTEN ?= :8080
 
 # Debian packages: to build and run the daemon, and what the tests use on top.
 BUILD_DEBS := gcc pkg-config libx264-dev libopus-dev
-TEST_DEBS := $(BUILD_DEBS) ffmpeg qemu-user genimage mtools dosfstools e2fsprogs fdisk busybox shellcheck \
+TEST_DEBS := $(BUILD_DEBS) nftables ffmpeg qemu-user genimage mtools dosfstools e2fsprogs fdisk busybox shellcheck \
 	chromium curl mosquitto mosquitto-clients \
 	linux-libc-dev gcc-aarch64-linux-gnu gcc-arm-linux-gnueabihf
 # The Pi's architectures: cross compilers and the target's libraries (multiarch).

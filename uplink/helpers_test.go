@@ -240,7 +240,7 @@ type running struct {
 	done   chan error
 }
 
-func startUplink(t *testing.T, opt Options) *running {
+func startUplink(t testing.TB, opt Options) *running {
 	t.Helper()
 	if opt.Logger == nil {
 		level := slog.LevelWarn
@@ -268,7 +268,7 @@ func (r *running) stop() {
 
 // waitState waits until the uplink reports state want and returns that
 // status.
-func waitState(ctx context.Context, t *testing.T, u *Uplink, want State) Status {
+func waitState(ctx context.Context, t testing.TB, u *Uplink, want State) Status {
 	t.Helper()
 	for {
 		st, changed := u.Status()

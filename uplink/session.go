@@ -71,7 +71,10 @@ type session struct {
 
 	rembKbps atomic.Int64
 	rembAt   atomic.Int64 // clock time of the last REMB, UnixNano
-	lossPPM  atomic.Int64 // latest receiver-report loss, parts per million; -1 none
+	// videoKbps is the video bitrate in force (chosen / frame divisor):
+	// retransmissions get a share of it (rtxGuard).
+	videoKbps atomic.Int64
+	lossPPM   atomic.Int64 // latest receiver-report loss, parts per million; -1 none
 
 	wg sync.WaitGroup
 }
@@ -82,7 +85,7 @@ func (s *session) end(err error) {
 
 // newAPI builds the WebRTC API of one session. Each session gets its own,
 // so that the congestion-control interceptor it creates belongs to it.
-func (u *Uplink) newAPI(startKbps int, estimator *cc.BandwidthEstimator) (*webrtc.API, error) {
+func (u *Uplink) newAPI(startKbps int, estimator *cc.BandwidthEstimator, videoKbps func() int) (*webrtc.API, error) {
 	m := &webrtc.MediaEngine{}
 	feedback := []webrtc.RTCPFeedback{
 		{Type: "goog-remb"}, {Type: "ccm", Parameter: "fir"}, {Type: "nack"}, {Type: "nack", Parameter: "pli"},
@@ -109,7 +112,9 @@ func (u *Uplink) newAPI(startKbps int, estimator *cc.BandwidthEstimator) (*webrt
 	// would hit its pacer, which knows only the media SSRC and drops them
 	// (pion interceptor v0.1.51). The estimator then sees every first
 	// transmission with the transport-wide sequence number the TWCC
-	// interceptor (registered last, outermost) gave it.
+	// interceptor (registered last, outermost) gave it. Below the responder,
+	// the guard bounds what its retransmissions may add.
+	ir.Add(rtxGuardFactory{videoKbps: videoKbps})
 	if err := webrtc.ConfigureNack(m, ir); err != nil {
 		return nil, fmt.Errorf("NACK: %w", err)
 	}
@@ -158,7 +163,8 @@ func withFeedback(c webrtc.RTPCodecCapability, fb []webrtc.RTCPFeedback) webrtc.
 func (u *Uplink) connect(ctx context.Context, startKbps int) (_ *session, err error) {
 	s := &session{u: u, ended: make(chan struct{})}
 	s.lossPPM.Store(-1)
-	api, err := u.newAPI(startKbps, &s.estimator)
+	s.videoKbps.Store(int64(startKbps))
+	api, err := u.newAPI(startKbps, &s.estimator, func() int { return int(s.videoKbps.Load()) })
 	if err != nil {
 		return nil, err
 	}
@@ -411,6 +417,11 @@ func (s *session) control(ctrl *controller) {
 		u.log.Info("uplink frame rate", "every_nth_picture", div, "room_kbps", ctrl.room(sig), "min_kbps", ctrl.minKbps)
 		u.setFrameDivisor(div)
 	}
+	sending := kbps
+	if u.opt.SetFrameDivisor != nil {
+		sending /= div
+	}
+	s.videoKbps.Store(int64(sending))
 	u.update(func(st *Status) { st.BitrateKbps, st.EstimateKbps, st.FrameDivisor = kbps, estimate, div })
 }
 

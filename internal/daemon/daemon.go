@@ -207,7 +207,7 @@ func New(cfg config.Config, opt Options) (*Daemon, error) {
 	}
 	d.sources.CommentsEnabled = d.room.CommentsEnabled
 	d.web, err = web.New(web.Options{
-		AdminToken: token, Hub: d.hub, WHEP: d.viewers, Status: d.sources.Build, Log: log, Press: d.press,
+		AdminToken: token, Hub: d.hub, WHEP: d.viewers, Status: d.statusDoc, Log: log, Press: d.press,
 		Uplink: d.uplinkStats, SetUplink: d.setUplinkChecked,
 		Replays: d.replays, RecordingBytes: d.recordingBytes,
 		StartOTA: d.StartOTA, OTAState: func(ctx context.Context) any { return d.OTAState(ctx) },
@@ -414,7 +414,7 @@ func (d *Daemon) openFleet(opt Options) error {
 		}
 	}
 	client, err := fleet.New(fleet.Options{
-		Config: d.cfg.MQTT, DeviceID: id, Status: d.sources.Build,
+		Config: d.cfg.MQTT, DeviceID: id, Status: d.statusDoc,
 		Changes:  fleet.HubChanges(d.hub),
 		Commands: controller{d}, Logger: d.log,
 		// Events and replies wait on disk while the broker is away, and
@@ -511,3 +511,7 @@ func freeBytes(dir string) int64 {
 	}
 	return int64(st.Bavail) * int64(st.Bsize)
 }
+
+// statusDoc reads the sources as they are now: a method value of
+// d.sources.Build would copy them before the uplink and others are set.
+func (d *Daemon) statusDoc() status.Document { return d.sources.Build() }

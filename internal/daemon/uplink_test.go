@@ -199,6 +199,9 @@ func TestUplinkSetAtRunTime(t *testing.T) {
 	}
 	waitFor(t, "video at server A", func() bool { n, _ := a.received(); return n >= 30 })
 	waitFor(t, "uplink up", func() bool { return r.d.Status().Uplink.State == "up" })
+	if code, body := r.admin(t, http.MethodGet, "/api/status", ""); code != 200 || !strings.Contains(body, `"uplink":{"state":"up"`) {
+		t.Fatalf("GET /api/status while the uplink sends: %d %s", code, body)
+	}
 	_, metrics := r.call(t, http.MethodGet, "/metrics", "", nil)
 	if !strings.Contains(metrics, "onair_uplink_up 1") || strings.Contains(metrics, "onair_uplink_bitrate_kbps 0\n") {
 		t.Fatalf("metrics while the uplink is up:\n%s", grepLines(metrics, "onair_uplink"))

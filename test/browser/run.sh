@@ -109,7 +109,7 @@ status=0
 	cd "$here"
 	ONAIR_URL="http://127.0.0.1:$port" ONAIR_TOKEN="$token" \
 		ONAIR_ARTIFACTS="$root/test-artifacts" CHROMIUM="$CHROMIUM" \
-		timeout --kill-after=10 400 node --test --test-concurrency=1 --test-reporter=spec viewer.test.mjs audience.test.mjs replay.test.mjs
+		timeout --kill-after=10 400 node --test --test-concurrency=1 --test-reporter=spec viewer.test.mjs audience.test.mjs replay.test.mjs whip-receiver.test.mjs
 ) || status=$?
 
 if [[ $status -ne 0 ]]; then
