@@ -24,7 +24,7 @@ TIMINGS := $(CURDIR)/.test-timings
 export TIMINGS
 
 .PHONY: all build run test deps-build deps-test deps-cross check-go vet test-go test-race test-qemu test-fuzz \
-	build-arm64 build-armv7 check-package-build image clean
+	build-arm64 build-armv7 check-package-build image clean test-vm
 
 all: build
 
@@ -122,6 +122,13 @@ QEMU_PKGS = $$($(GO) list ./... | grep -v -e /buildroot)
 test-qemu:
 	ONAIR_TEST_EMULATOR=qemu-aarch64 CGO_ENABLED=0 GOOS=linux GOARCH=arm64 $(GO) test -count=1 -short -timeout 15m -exec qemu-aarch64 $(QEMU_PKGS)
 	ONAIR_TEST_EMULATOR=qemu-arm CGO_ENABLED=0 GOOS=linux GOARCH=arm GOARM=7 $(GO) test -count=1 -short -timeout 15m -exec qemu-arm $(QEMU_PKGS)
+
+# Real kernel drivers (vivid, snd-aloop, the PL061 GPIO of QEMU's arm boards)
+# for the camera, microphone and button code, in qemu-system VMs of amd64,
+# arm64 and armv7 (test/vm/README.md). Downloads Debian kernels once into
+# ~/.cache/onair-vm; about 2 minutes warm on 2 cores.
+test-vm: check-go
+	test/vm/run.sh
 
 clean:
 	rm -rf bin $(TIMINGS)

@@ -175,6 +175,9 @@ func (p *Pipeline) runAudio(ctx context.Context) error {
 			}
 			p.log.Error("microphone failed, audio stops", "source", p.audio.Name, "err", err)
 			p.hub.SetProblem(fmt.Sprintf("microphone %s failed: %v", p.audio.Name, err))
+			// The level meter says silence, not the last thing heard.
+			p.stats.peak.Store(math.Float64bits(SilenceDBFS))
+			p.stats.rms.Store(math.Float64bits(SilenceDBFS))
 			return nil // video goes on without sound
 		}
 		p.stats.audioLevel(frame)

@@ -285,8 +285,12 @@ func (s *Source) ReadAudio(ctx context.Context) (media.AudioFrame, error) {
 func (s *Source) Close() error {
 	s.closeOnce.Do(func() {
 		s.closing.Store(true)
-		// Uninit stops the device and joins the audio thread, so no callback
+		// Stop first: it wakes miniaudio's audio thread, which on a card
+		// that vanished (a USB microphone pulled out) otherwise spins on
+		// POLLERR and Uninit waits for it forever (seen on snd-aloop in the
+		// VM rig, test/vm). Uninit then joins the thread, so no callback
 		// runs after it returns.
+		_ = s.dev.Stop()
 		s.dev.Uninit()
 		s.closeErr = uninitContext(s.mctx)
 		s.stateMu.Lock()
