@@ -30,8 +30,11 @@ func TestPatternFrames(t *testing.T) {
 			t.Fatalf("frame %d: %v %dx%d len %d", i, f.Format, f.Width, f.Height, len(f.Data))
 		}
 		if i > 0 {
-			if got := f.Capture - prevCapture; got != 10*time.Millisecond {
-				t.Fatalf("frame %d: capture step %v, want 10ms", i, got)
+			// 10 ms apart; a test process that the machine's load holds up
+			// for over four intervals sees the pattern skip ahead by whole
+			// intervals (by design), never a step off the frame grid.
+			if got := f.Capture - prevCapture; got < 10*time.Millisecond || got%(10*time.Millisecond) != 0 {
+				t.Fatalf("frame %d: capture step %v, want 10ms (or whole multiples after a stall)", i, got)
 			}
 			if bytes.Equal(prev, f.Data) {
 				t.Fatalf("frame %d is identical to the one before: the pattern must move", i)
