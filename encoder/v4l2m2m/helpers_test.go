@@ -153,7 +153,7 @@ type probe struct {
 func decode(t *testing.T, annexB []byte) probe {
 	t.Helper()
 	if _, err := exec.LookPath("ffprobe"); err != nil {
-		t.Skip("ffmpeg is not installed (make deps-test installs it)")
+		t.Fatal("ffprobe is not installed: make deps-test (or make test) installs Debian's ffmpeg")
 	}
 	path := filepath.Join(t.TempDir(), "out.h264")
 	if err := os.WriteFile(path, annexB, 0o644); err != nil {
