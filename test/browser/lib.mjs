@@ -44,3 +44,31 @@ export async function api(method, urlPath, body) {
   assert.ok(resp.ok, `${method} ${urlPath}: HTTP ${resp.status} ${text}`);
   return text ? JSON.parse(text) : null;
 }
+
+// Peak of the page's received audio over ms, through a Web Audio analyser:
+// what a viewer would hear, muted element or not (getStats reports a muted
+// element as silence).
+export async function audioPeak(page, ms) {
+  return page.evaluate(async (ms) => {
+    const video = document.getElementById("video");
+    const tracks = video.srcObject ? video.srcObject.getAudioTracks() : [];
+    if (tracks.length === 0) return { tracks: 0, peak: 0 };
+    const ac = new AudioContext();
+    try {
+      await ac.resume();
+      const analyser = ac.createAnalyser();
+      ac.createMediaStreamSource(new MediaStream(tracks)).connect(analyser);
+      const buf = new Float32Array(analyser.fftSize);
+      let peak = 0;
+      const end = performance.now() + ms;
+      while (performance.now() < end) {
+        await new Promise((r) => setTimeout(r, 50));
+        analyser.getFloatTimeDomainData(buf);
+        for (const x of buf) peak = Math.max(peak, Math.abs(x));
+      }
+      return { tracks: tracks.length, peak };
+    } finally {
+      await ac.close();
+    }
+  }, ms);
+}

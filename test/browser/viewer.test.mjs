@@ -15,7 +15,7 @@ import { mkdtemp, mkdir, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { chromium } from "playwright-core";
-import { api, artifacts, baseURL, chromiumArgs, executablePath, stepTimeoutMs, token } from "./lib.mjs";
+import { audioPeak, api, artifacts, baseURL, chromiumArgs, executablePath, stepTimeoutMs, token } from "./lib.mjs";
 
 
 const width = 1280; // video.width and video.height of run.sh's config
@@ -80,32 +80,6 @@ async function audioStats(page) {
   });
 }
 
-// Peak of the decoded audio track over a while, through a Web Audio analyser:
-// what the viewer would hear, whether or not the element is muted.
-async function audioPeak(page, ms) {
-  return page.evaluate(async (ms) => {
-    const video = document.getElementById("video");
-    const tracks = video.srcObject ? video.srcObject.getAudioTracks() : [];
-    if (tracks.length === 0) return { tracks: 0, peak: 0 };
-    const ac = new AudioContext();
-    try {
-      await ac.resume();
-      const analyser = ac.createAnalyser();
-      ac.createMediaStreamSource(new MediaStream(tracks)).connect(analyser);
-      const buf = new Float32Array(analyser.fftSize);
-      let peak = 0;
-      const end = performance.now() + ms;
-      while (performance.now() < end) {
-        await new Promise((r) => setTimeout(r, 50));
-        analyser.getFloatTimeDomainData(buf);
-        for (const x of buf) peak = Math.max(peak, Math.abs(x));
-      }
-      return { tracks: tracks.length, peak };
-    } finally {
-      await ac.close();
-    }
-  }, ms);
-}
 
 // Installed before any page script runs: records when the first video frame is
 // presented, on the page's own clock (performance.now() counts from the start

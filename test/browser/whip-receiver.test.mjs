@@ -15,7 +15,7 @@ import http from "node:http";
 import { readFile, mkdir } from "node:fs/promises";
 import path from "node:path";
 import { chromium } from "playwright-core";
-import { api, artifacts, baseURL, chromiumArgs, executablePath, stepTimeoutMs } from "./lib.mjs";
+import { audioPeak, api, artifacts, baseURL, chromiumArgs, executablePath, stepTimeoutMs } from "./lib.mjs";
 
 const width = 1280; // video.width and video.height of run.sh's config
 const height = 720;
@@ -67,32 +67,6 @@ async function received(page) {
   });
 }
 
-// Peak of the received audio over a while, through a Web Audio analyser (a
-// muted element reports silence in getStats).
-async function audioPeak(page, ms) {
-  return page.evaluate(async (ms) => {
-    const video = document.getElementById("video");
-    const tracks = video.srcObject ? video.srcObject.getAudioTracks() : [];
-    if (tracks.length === 0) return { tracks: 0, peak: 0 };
-    const ac = new AudioContext();
-    try {
-      await ac.resume();
-      const analyser = ac.createAnalyser();
-      ac.createMediaStreamSource(new MediaStream(tracks)).connect(analyser);
-      const buf = new Float32Array(analyser.fftSize);
-      let peak = 0;
-      const end = performance.now() + ms;
-      while (performance.now() < end) {
-        await new Promise((r) => setTimeout(r, 50));
-        analyser.getFloatTimeDomainData(buf);
-        for (const x of buf) peak = Math.max(peak, Math.abs(x));
-      }
-      return { tracks: tracks.length, peak };
-    } finally {
-      await ac.close();
-    }
-  }, ms);
-}
 
 describe("Chromium receives the box's WHIP uplink", () => {
   let browser;
