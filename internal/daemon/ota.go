@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -208,21 +209,10 @@ func otaDataDir(dataDir string) string { return filepath.Join(dataDir, "ota") }
 
 // redactURL keeps a URL's host for logs; query strings may carry tokens.
 func redactURL(s string) string {
-	if i := indexAny(s, "?#"); i >= 0 {
+	if i := strings.IndexAny(s, "?#"); i >= 0 {
 		return s[:i] + "?..."
 	}
 	return s
-}
-
-func indexAny(s, chars string) int {
-	for i, r := range s {
-		for _, c := range chars {
-			if r == c {
-				return i
-			}
-		}
-	}
-	return -1
 }
 
 // busy tells whether an install is under way.
