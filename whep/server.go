@@ -17,7 +17,6 @@ import (
 
 	"github.com/pion/ice/v4"
 	"github.com/pion/interceptor"
-	"github.com/pion/interceptor/pkg/nack"
 	"github.com/pion/rtcp"
 	"github.com/pion/sdp/v3"
 	"github.com/pion/webrtc/v4"
@@ -58,6 +57,8 @@ type Server struct {
 	api  *webrtc.API
 	conn net.PacketConn // the shared UDP port, nil with random ports
 	mux  ice.UDPMux
+	// packets cuts each video sample into RTP payloads once for all viewers
+	packets packetCache
 
 	mu       sync.Mutex
 	sessions map[string]*session
@@ -81,7 +82,7 @@ type session struct {
 	closed  sync.Once
 }
 
-// New sets up the WebRTC API: codecs, interceptors (NACK/RTX, reports,
+// New sets up the WebRTC API: codecs, feedback (NACK/RTX, PLI/FIR, reports,
 // TWCC), the shared UDP port and announced addresses.
 func New(hub *broadcast.Hub, opt Options) (*Server, error) {
 	if opt.Log == nil {
@@ -95,11 +96,7 @@ func New(hub *broadcast.Hub, opt Options) (*Server, error) {
 		return nil, fmt.Errorf("whep: register codecs: %w", err)
 	}
 	ir := &interceptor.Registry{}
-	// 128 packets of history per video stream: half a second of 720p at
-	// 2.5 Mbit/s, more than a NACK round trip on Wi-Fi needs; pion's
-	// default of 1024 copies cost over a megabyte per viewer.
-	if err := webrtc.RegisterDefaultInterceptorsWithOptions(m, ir,
-		webrtc.WithNackResponderOptions(nack.ResponderSize(128))); err != nil {
+	if err := registerInterceptors(m, ir); err != nil {
 		return nil, fmt.Errorf("whep: register interceptors: %w", err)
 	}
 	se := webrtc.SettingEngine{}
@@ -113,7 +110,14 @@ func New(hub *broadcast.Hub, opt Options) (*Server, error) {
 			return nil, fmt.Errorf("whep: listen on UDP port %d (webrtc.udp_port): %w", opt.UDPPort, err)
 		}
 		s.conn = conn
-		s.mux = webrtc.NewICEUDPMux(nil, conn)
+		if udp, ok := conn.(*net.UDPConn); ok {
+			if batched, err := newBatchConn(udp, opt.Log); err == nil {
+				s.conn = batched
+			} else {
+				opt.Log.Debug("whep: UDP sends not batched", "err", err)
+			}
+		}
+		s.mux = webrtc.NewICEUDPMux(nil, s.conn)
 		se.SetICEUDPMux(s.mux)
 	}
 	if hosts := resolveHosts(opt.AdditionalHosts, opt.Log); len(hosts) > 0 {
@@ -271,15 +275,15 @@ func (s *Server) negotiate(ctx context.Context, sess *session, offer string) (st
 		return "", fmt.Errorf("whep: new peer connection: %w", err)
 	}
 	sess.pc = pc
-	sess.video = newSampleTrack(webrtc.RTPCodecTypeVideo, webrtc.MimeTypeH264, 90000, "video", "onair")
-	sess.audio = newSampleTrack(webrtc.RTPCodecTypeAudio, webrtc.MimeTypeOpus, 48000, "audio", "onair")
+	sess.video = newSampleTrack(webrtc.RTPCodecTypeVideo, webrtc.MimeTypeH264, 90000, "video", "onair", &s.packets)
+	sess.audio = newSampleTrack(webrtc.RTPCodecTypeAudio, webrtc.MimeTypeOpus, 48000, "audio", "onair", nil)
 	for _, track := range []*sampleTrack{sess.video, sess.audio} {
 		sender, err := pc.AddTrack(track)
 		if err != nil {
 			return "", fmt.Errorf("whep: add %s track: %w", track.kind, err)
 		}
 		s.wg.Add(1)
-		go s.readRTCP(sender)
+		go s.readRTCP(sender, track)
 	}
 	pc.OnConnectionStateChange(func(state webrtc.PeerConnectionState) {
 		switch state {
@@ -354,9 +358,10 @@ func (s *Server) startMedia(sess *session) {
 	s.opt.Log.Info("viewer connected", "session", sess.id, "viewer", sess.viewer, "preview", sess.preview)
 }
 
-// readRTCP drains a sender's RTCP (the interceptors act on NACKs and
-// reports while it is read) and turns PLI and FIR into keyframe requests.
-func (s *Server) readRTCP(sender *webrtc.RTPSender) {
+// readRTCP drains a sender's RTCP (unread, it would pile up in pion's
+// buffers): NACKs are answered from the shared history, receiver reports
+// give the round trip, PLI and FIR become keyframe requests.
+func (s *Server) readRTCP(sender *webrtc.RTPSender, track *sampleTrack) {
 	defer s.wg.Done()
 	for {
 		packets, _, err := sender.ReadRTCP()
@@ -364,9 +369,15 @@ func (s *Server) readRTCP(sender *webrtc.RTPSender) {
 			return
 		}
 		for _, p := range packets {
-			switch p.(type) {
+			switch p := p.(type) {
 			case *rtcp.PictureLossIndication, *rtcp.FullIntraRequest:
 				s.hub.RequestKeyframe()
+			case *rtcp.TransportLayerNack:
+				track.resend(p)
+			case *rtcp.ReceiverReport:
+				track.updateRTT(p.Reports)
+			case *rtcp.SenderReport:
+				track.updateRTT(p.Reports)
 			}
 		}
 	}

@@ -4,10 +4,12 @@ import (
 	"crypto/rand"
 	"encoding/binary"
 	"errors"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/pion/rtcp"
 	"github.com/pion/rtp"
 	"github.com/pion/webrtc/v4"
 
@@ -15,42 +17,70 @@ import (
 	"github.com/onair/onair/media"
 )
 
-// sampleTrack is a webrtc.TrackLocal for one viewer that packetizes samples
-// itself. Unlike pion's TrackLocalStaticSample, whose RTP timestamps advance
-// by each sample's duration, it stamps packets from the sample's capture
-// time, so audio and video stay in sync and a dropped run of samples leaves
-// no drift.
+// historySize is how many of a viewer's latest video packets a NACK can
+// bring back: about two seconds at 2.5 Mbit/s. The payloads themselves are
+// the shared frames', so a viewer's history costs 24 bytes a packet.
+const historySize = 512
+
+// sampleTrack is a webrtc.TrackLocal for one viewer. Unlike pion's
+// TrackLocalStaticSample, whose RTP timestamps advance by each sample's
+// duration, it stamps packets from the sample's capture time, so audio and
+// video stay in sync and a dropped run of samples leaves no drift.
+//
+// Video payloads come from the server's packetCache, cut once for every
+// viewer; the track only writes its own header in front of them. It also
+// answers the viewer's NACKs from those shared payloads (RTX when
+// negotiated), in place of pion's NACK responder, which kept a copy of every
+// packet for every viewer.
 type sampleTrack struct {
 	kind      webrtc.RTPCodecType
 	mime      string
 	clockRate uint32
 	id        string
 	streamID  string
-	h264      rtppack.H264
+	packets   *packetCache // video
 
-	mu     sync.Mutex
-	bound  bool
-	ssrc   uint32
-	pt     uint8
-	writer webrtc.TrackLocalWriter
-	seq    uint16
-	tsBase uint32
-	ts     uint32 // of the sample being sent
-	header rtp.Header
+	mu      sync.Mutex
+	bound   bool
+	ssrc    uint32
+	pt      uint8
+	rtxSSRC uint32 // 0: RTX not negotiated, lost packets go again as they were
+	rtxPT   uint8
+	writer  webrtc.TrackLocalWriter
+	seq     uint16
+	rtxSeq  uint16
+	tsBase  uint32
+	header  rtp.Header
+	rtt     time.Duration // from the viewer's receiver reports
+	sent    []sentPacket  // video: ring indexed by sequence number
+	rtx     []byte        // an RTX payload being sent
+	epoch   time.Time     // the origin of sentPacket.resent
 }
 
-func newSampleTrack(kind webrtc.RTPCodecType, mime string, clockRate uint32, id, streamID string) *sampleTrack {
-	t := &sampleTrack{kind: kind, mime: mime, clockRate: clockRate, id: id, streamID: streamID}
-	var r [6]byte
+// sentPacket is what one of a viewer's sequence numbers carried.
+type sentPacket struct {
+	f      *frame
+	resent time.Duration // since the track's epoch (monotonic), 0 if never
+	ts     uint32
+	i      uint16
+	seq    uint16
+}
+
+func newSampleTrack(kind webrtc.RTPCodecType, mime string, clockRate uint32, id, streamID string, packets *packetCache) *sampleTrack {
+	t := &sampleTrack{kind: kind, mime: mime, clockRate: clockRate, id: id, streamID: streamID, packets: packets,
+		epoch: time.Now()}
+	var r [8]byte
 	_, _ = rand.Read(r[:]) // random start as RFC 3550 asks; crypto/rand does not fail on Linux
 	t.seq = binary.BigEndian.Uint16(r[:2])
 	t.tsBase = binary.BigEndian.Uint32(r[2:])
+	t.rtxSeq = binary.BigEndian.Uint16(r[6:])
 	return t
 }
 
-// Bind picks the negotiated payload type of our codec.
+// Bind picks the negotiated payload type of our codec, and its RTX.
 func (t *sampleTrack) Bind(ctx webrtc.TrackLocalContext) (webrtc.RTPCodecParameters, error) {
-	for _, c := range ctx.CodecParameters() {
+	codecs := ctx.CodecParameters()
+	for _, c := range codecs {
 		if !strings.EqualFold(c.MimeType, t.mime) {
 			continue
 		}
@@ -59,16 +89,42 @@ func (t *sampleTrack) Bind(ctx webrtc.TrackLocalContext) (webrtc.RTPCodecParamet
 		}
 		t.mu.Lock()
 		t.bound, t.ssrc, t.pt, t.writer = true, uint32(ctx.SSRC()), uint8(c.PayloadType), ctx.WriteStream()
+		t.rtxSSRC, t.rtxPT = 0, 0
+		if t.kind == webrtc.RTPCodecTypeVideo {
+			if pt, ok := rtxPayloadType(codecs, c.PayloadType); ok && ctx.SSRCRetransmission() != 0 {
+				t.rtxSSRC, t.rtxPT = uint32(ctx.SSRCRetransmission()), pt
+			}
+			if t.sent == nil {
+				t.sent = make([]sentPacket, historySize)
+			}
+		}
 		t.mu.Unlock()
 		return c, nil
 	}
 	return webrtc.RTPCodecParameters{}, webrtc.ErrUnsupportedCodec
 }
 
-// Unbind stops writing.
+// rtxPayloadType finds the negotiated RTX payload type for pt (apt=pt).
+func rtxPayloadType(codecs []webrtc.RTPCodecParameters, pt webrtc.PayloadType) (uint8, bool) {
+	apt := "apt=" + strconv.Itoa(int(pt))
+	for _, c := range codecs {
+		if !strings.EqualFold(c.MimeType, webrtc.MimeTypeRTX) {
+			continue
+		}
+		for _, p := range strings.Split(c.SDPFmtpLine, ";") {
+			if strings.TrimSpace(p) == apt {
+				return uint8(c.PayloadType), true
+			}
+		}
+	}
+	return 0, false
+}
+
+// Unbind stops writing and lets go of the history.
 func (t *sampleTrack) Unbind(webrtc.TrackLocalContext) error {
 	t.mu.Lock()
 	t.bound, t.writer = false, nil
+	clear(t.sent)
 	t.mu.Unlock()
 	return nil
 }
@@ -80,28 +136,135 @@ func (t *sampleTrack) Kind() webrtc.RTPCodecType { return t.kind }
 
 var errNotBound = errors.New("track is not bound to a connection")
 
-// writeSample packetizes and sends one sample; it allocates nothing.
+// writeSample sends one sample; it allocates nothing (the first viewer to
+// send a video sample packetizes it for all).
 func (t *sampleTrack) writeSample(s media.Sample) error {
+	if t.kind != webrtc.RTPCodecTypeVideo {
+		t.mu.Lock()
+		defer t.mu.Unlock()
+		if !t.bound {
+			return errNotBound
+		}
+		// One Opus packet per RTP packet (RFC 7587).
+		return t.send(s.Data, true, t.timestamp(s.Capture))
+	}
+	f := t.packets.get(s)
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if !t.bound {
 		return errNotBound
 	}
-	t.ts = t.tsBase + uint32(uint64(s.Capture/time.Microsecond)*uint64(t.clockRate)/1e6)
-	if t.kind != webrtc.RTPCodecTypeVideo {
-		return t.SendRTP(s.Data, true) // one Opus packet per RTP packet (RFC 7587)
+	ts := t.timestamp(s.Capture)
+	last := f.len() - 1
+	for i := range f.len() {
+		t.sent[t.seq%historySize] = sentPacket{f: f, ts: ts, i: uint16(i), seq: t.seq}
+		if err := t.send(f.payload(i), i == last && f.marker, ts); err != nil {
+			return err
+		}
 	}
-	return t.h264.Packetize(s.Data, t)
+	return nil
 }
 
-// SendRTP writes one payload with the current sample's timestamp
-// (rtppack.Sender); t.mu is held by writeSample.
-func (t *sampleTrack) SendRTP(payload []byte, marker bool) error {
+func (t *sampleTrack) timestamp(capture time.Duration) uint32 {
+	return t.tsBase + uint32(uint64(capture/time.Microsecond)*uint64(t.clockRate)/1e6)
+}
+
+// send writes one packet with the next sequence number; t.mu is held.
+func (t *sampleTrack) send(payload []byte, marker bool, ts uint32) error {
 	t.header = rtp.Header{
 		Version: 2, Marker: marker, PayloadType: t.pt,
-		SequenceNumber: t.seq, Timestamp: t.ts, SSRC: t.ssrc,
+		SequenceNumber: t.seq, Timestamp: ts, SSRC: t.ssrc,
 	}
 	t.seq++
 	_, err := t.writer.WriteRTP(&t.header, payload)
 	return err
+}
+
+// resend answers a NACK from the history: over RTX (RFC 4588) when the
+// viewer negotiated it, else the packet as it was. A packet is not sent
+// again within a round trip of its last retransmission, as pion's responder
+// does: the NACK that asked first is still being answered.
+func (t *sampleTrack) resend(nack *rtcp.TransportLayerNack) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if !t.bound || t.sent == nil || nack.MediaSSRC != t.ssrc {
+		return
+	}
+	now := time.Since(t.epoch) + 1 // never 0: 0 means never resent
+	wait := t.rtt + 5*time.Millisecond
+	for _, pair := range nack.Nacks {
+		stop := false
+		pair.Range(func(seq uint16) bool {
+			p := &t.sent[seq%historySize]
+			if p.f == nil || p.seq != seq || (p.resent != 0 && now-p.resent < wait) {
+				return true
+			}
+			p.resent = now
+			if err := t.resendPacket(p); err != nil {
+				stop = true
+				return false
+			}
+			return true
+		})
+		if stop {
+			return
+		}
+	}
+}
+
+// resendPacket writes one packet of the history again; t.mu is held.
+func (t *sampleTrack) resendPacket(p *sentPacket) error {
+	payload := p.f.payload(int(p.i))
+	marker := int(p.i) == p.f.len()-1 && p.f.marker
+	if t.rtxSSRC == 0 {
+		t.header = rtp.Header{
+			Version: 2, Marker: marker, PayloadType: t.pt,
+			SequenceNumber: p.seq, Timestamp: p.ts, SSRC: t.ssrc,
+		}
+		_, err := t.writer.WriteRTP(&t.header, payload)
+		return err
+	}
+	if t.rtx == nil {
+		t.rtx = make([]byte, 0, 2+rtppack.MTU)
+	}
+	t.rtx = binary.BigEndian.AppendUint16(t.rtx[:0], p.seq) // the original sequence number
+	t.rtx = append(t.rtx, payload...)
+	t.header = rtp.Header{
+		Version: 2, Marker: marker, PayloadType: t.rtxPT,
+		SequenceNumber: t.rtxSeq, Timestamp: p.ts, SSRC: t.rtxSSRC,
+	}
+	t.rtxSeq++
+	_, err := t.writer.WriteRTP(&t.header, t.rtx)
+	return err
+}
+
+// maxRTT bounds the round trip used to hold back repeated retransmissions.
+const maxRTT = time.Second
+
+// updateRTT takes the round trip from a receiver report block about our
+// stream (RFC 3550 6.4.1: now - LSR - DLSR, in 1/65536 s).
+func (t *sampleTrack) updateRTT(reports []rtcp.ReceptionReport) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for _, r := range reports {
+		if r.SSRC != t.ssrc || r.LastSenderReport == 0 {
+			continue
+		}
+		// Both ends of the difference are on the wall clock (pion stamps
+		// sender reports with it): a jump of it gives one wrong value,
+		// which is bounded.
+		rtt := ntpMiddle(time.Now()) - r.LastSenderReport - r.Delay
+		if rtt < 1<<31 {
+			t.rtt = min(time.Duration(rtt)*time.Second/(1<<16), maxRTT)
+		}
+	}
+}
+
+// ntpMiddle is the middle 32 bits of the NTP time (16.16 fixed point
+// seconds), as sender reports carry and receiver reports echo.
+func ntpMiddle(now time.Time) uint32 {
+	const unixToNTP = 2208988800
+	secs := uint64(now.Unix()) + unixToNTP
+	frac := uint64(now.Nanosecond()) << 32 / 1e9
+	return uint32((secs<<32 | frac) >> 16)
 }

@@ -4,6 +4,7 @@ package daemon
 
 import (
 	"context"
+	"net"
 	"net/http"
 	"sort"
 	"testing"
@@ -74,8 +75,22 @@ func BenchmarkGoLive(b *testing.B) {
 // BenchmarkJoinLive measures a viewer joining a live box: offer -> first
 // keyframe, with the 2 s regular keyframe interval (so a fast join is a
 // forced keyframe, not luck).
-func BenchmarkJoinLive(b *testing.B) {
-	r := start(b, hd)
+func BenchmarkJoinLive(b *testing.B) { benchmarkJoinLive(b, hd) }
+
+// BenchmarkJoinLiveSharedPort is BenchmarkJoinLive with every viewer on one
+// UDP port (webrtc.udp_port, the box's default), whose sends are batched.
+func BenchmarkJoinLiveSharedPort(b *testing.B) {
+	l, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	port := l.LocalAddr().(*net.UDPAddr).Port
+	l.Close()
+	benchmarkJoinLive(b, func(c *config.Config) { hd(c); c.WebRTC.UDPPort = port })
+}
+
+func benchmarkJoinLive(b *testing.B, mutate func(*config.Config)) {
+	r := start(b, mutate)
 	ctx := context.Background()
 	r.goLive(b)
 	var lat []time.Duration

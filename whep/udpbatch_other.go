@@ -1,0 +1,16 @@
+//go:build !linux
+
+package whep
+
+import (
+	"errors"
+	"log/slog"
+	"net"
+)
+
+// batchConn batches sends on Linux only; elsewhere the socket is used as is.
+type batchConn struct{ *net.UDPConn }
+
+func newBatchConn(*net.UDPConn, *slog.Logger) (*batchConn, error) {
+	return nil, errors.New("batched UDP sends need Linux")
+}
