@@ -87,6 +87,7 @@ test:
 	@scripts/timed.sh "fuzz (fixed count)" $(MAKE) --no-print-directory test-fuzz
 	@scripts/timed.sh "browser (chromium)" test/browser/run.sh
 	@scripts/timed.sh "go test arm64+arm (qemu)" $(MAKE) --no-print-directory test-qemu
+	@scripts/timed.sh "VM drivers (qemu-system)" $(MAKE) --no-print-directory test-vm
 	@scripts/timed.sh "build arm64 + armv7" $(MAKE) --no-print-directory build-arm64 build-armv7
 	@scripts/timed.sh "buildroot package build" $(MAKE) --no-print-directory check-package-build
 	@echo; echo "make test: time of each part"; cat $(TIMINGS)
@@ -126,7 +127,7 @@ test-qemu:
 # Real kernel drivers (vivid, snd-aloop, the PL061 GPIO of QEMU's arm boards)
 # for the camera, microphone and button code, in qemu-system VMs of amd64,
 # arm64 and armv7 (test/vm/README.md). Downloads Debian kernels once into
-# ~/.cache/onair-vm; about 2 minutes warm on 2 cores.
+# ~/.cache/onair-vm; about 2 minutes warm on 2 cores. Part of `make test`.
 test-vm: check-go
 	test/vm/run.sh
 
