@@ -371,6 +371,9 @@ func (s *Server) readRTCP(sender *webrtc.RTPSender, track *sampleTrack) {
 		for _, p := range packets {
 			switch p := p.(type) {
 			case *rtcp.PictureLossIndication, *rtcp.FullIntraRequest:
+				if track.keyframeInFlight() {
+					continue // answered by the keyframe on its way
+				}
 				s.hub.RequestKeyframe()
 			case *rtcp.TransportLayerNack:
 				track.resend(p)

@@ -54,7 +54,8 @@ type sampleTrack struct {
 	rtt     time.Duration // from the viewer's receiver reports
 	sent    []sentPacket  // video: ring indexed by sequence number
 	rtx     []byte        // an RTX payload being sent
-	epoch   time.Time     // the origin of sentPacket.resent
+	epoch   time.Time     // the origin of sentPacket.resent and lastKey
+	lastKey time.Duration // since epoch: when the latest keyframe went out, 0 if none
 }
 
 // sentPacket is what one of a viewer's sequence numbers carried.
@@ -155,6 +156,9 @@ func (t *sampleTrack) writeSample(s media.Sample) error {
 		return errNotBound
 	}
 	ts := t.timestamp(s.Capture)
+	if s.Keyframe {
+		t.lastKey = time.Since(t.epoch) + 1
+	}
 	last := f.len() - 1
 	for i := range f.len() {
 		t.sent[t.seq%historySize] = sentPacket{f: f, ts: ts, i: uint16(i), seq: t.seq}
@@ -236,6 +240,23 @@ func (t *sampleTrack) resendPacket(p *sentPacket) error {
 	t.rtxSeq++
 	_, err := t.writer.WriteRTP(&t.header, t.rtx)
 	return err
+}
+
+// keyframeCrossing is how long after a keyframe went out, beyond one round
+// trip, a keyframe request from the viewer is taken to have crossed it.
+const keyframeCrossing = 100 * time.Millisecond
+
+// keyframeInFlight tells whether the viewer's keyframe request (PLI, FIR)
+// was sent before the viewer could have seen the keyframe this track sent
+// last: within a round trip (plus keyframeCrossing) of it. Viewers ask for
+// a keyframe when their first packet arrives or the picture breaks; one
+// that crossed a keyframe on its way would cost a second keyframe (bits on
+// every viewer's link), and, as forced keyframes are spaced
+// (video.keyframe_min_interval), make the next viewer to join wait for it.
+func (t *sampleTrack) keyframeInFlight() bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.lastKey != 0 && time.Since(t.epoch)+1-t.lastKey < t.rtt+keyframeCrossing
 }
 
 // maxRTT bounds the round trip used to hold back repeated retransmissions.

@@ -229,3 +229,36 @@ func BenchmarkViewerWrite(b *testing.B) {
 		})
 	}
 }
+
+// A keyframe request sent before the viewer could have seen the keyframe
+// just sent to it (within a round trip plus keyframeCrossing) is taken as
+// answered; later ones are not.
+func TestKeyframeRequestCrossingKeyframe(t *testing.T) {
+	track := newSampleTrack(webrtc.RTPCodecTypeVideo, webrtc.MimeTypeH264, 90000, "video", "onair", &packetCache{})
+	newContext().mustBind(t, track)
+	if track.keyframeInFlight() {
+		t.Fatal("a keyframe in flight before any was sent")
+	}
+	delta := media.Sample{Kind: media.Video, Data: picture(false, 1), Capture: time.Second}
+	if err := track.writeSample(delta); err != nil {
+		t.Fatal(err)
+	}
+	if track.keyframeInFlight() {
+		t.Fatal("a picture that is not a keyframe counted as one")
+	}
+	key := media.Sample{Kind: media.Video, Data: picture(true, 2), Capture: time.Second + time.Second/30, Keyframe: true}
+	if err := track.writeSample(key); err != nil {
+		t.Fatal(err)
+	}
+	if !track.keyframeInFlight() {
+		t.Fatal("a request right after the keyframe went out was not taken as crossing it")
+	}
+	track.epoch = track.epoch.Add(-keyframeCrossing - 10*time.Millisecond) // time passes
+	if track.keyframeInFlight() {
+		t.Fatal("a request after the keyframe could have arrived was ignored")
+	}
+	track.rtt = 300 * time.Millisecond // a far viewer: its request may still have crossed it
+	if !track.keyframeInFlight() {
+		t.Fatal("the round trip was not allowed for")
+	}
+}
