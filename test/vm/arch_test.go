@@ -25,6 +25,10 @@ type arch struct {
 	// gpio is true where the machine has the PL061 with the power button on
 	// line 3 (the arm virt machines).
 	gpio bool
+	// daemon is true where the whole onaird also boots (daemon_test.go):
+	// once, on the Pi's main architecture, because emulating a live
+	// encoder and WebRTC costs about a minute.
+	daemon bool
 	// timeout bounds the whole VM run; emulated armv7 is the slowest.
 	timeout time.Duration
 }
@@ -41,7 +45,7 @@ var arches = []arch{
 		goarch: "arm64", cc: "aarch64-linux-gnu-gcc", triplet: "aarch64-linux-gnu",
 		// acpi=off: the device tree describes the PL061 and its power key.
 		qemu: "qemu-system-aarch64", machine: []string{"-M", "virt,acpi=off", "-cpu", "cortex-a72"},
-		console: "ttyAMA0", gpio: true, timeout: 3 * time.Minute,
+		console: "ttyAMA0", gpio: true, daemon: true, timeout: 3 * time.Minute,
 	},
 	{
 		name: "armv7", deb: "armhf", kernelMeta: "linux-image-armmp",

@@ -24,7 +24,12 @@
 //   - answers the guest's requests (a QMP system_powerdown is a button press
 //     on the arm machines), and fails on any failed guest test, a missing
 //     "VMTEST DONE" line, a kernel panic or the timeout, after which the VM
-//     is killed.
+//     is killed;
+//   - on arm64, boots a second VM with the whole onaird (cgo, as `make
+//     build-arm64` builds it) and a network card whose ports QEMU forwards
+//     to the host, and plays crew and viewer from there: QMP button presses,
+//     the status API and event stream, a WHEP viewer whose H.264 ffmpeg
+//     decodes, vivid unplugged while live (daemon_test.go).
 //
 // The init script writes "VMTEST <word> ..." lines around the test binaries'
 // `go test -v` output; consoleResult (console_test.go) says how a run is

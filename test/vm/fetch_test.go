@@ -347,11 +347,13 @@ func prepareKernel(cache, deb string, modules []string) (guestKernel, error) {
 	if err := copyFile(tree.image, k.image); err != nil {
 		return k, err
 	}
-	// Kernels of packages no longer in the cache (an older ABI) go.
+	// Kernels of packages no longer in the cache (an older ABI) go; this
+	// package's other module sets (the daemon's image adds the network
+	// card) stay.
 	if entries, err := os.ReadDir(kernels); err == nil {
 		for _, e := range entries {
 			name := e.Name()
-			if name == filepath.Base(dir) || strings.HasPrefix(name, "unpack-") || !strings.HasPrefix(name, "linux-image-") {
+			if strings.HasPrefix(name, base+"-") || strings.HasPrefix(name, "unpack-") || !strings.HasPrefix(name, "linux-image-") {
 				continue
 			}
 			arch := name[strings.LastIndex(name, "_")+1:]

@@ -165,6 +165,8 @@ func (c *cpioWriter) close() error {
 var busyboxApplets = []string{
 	"sh", "mount", "mkdir", "cat", "cut", "echo", "modprobe", "lsmod", "reboot", "sleep",
 	"dmesg", "ls", "uname", "sync", "tail", "grep",
+	// The daemon's image: its network and its process.
+	"ifconfig", "route", "kill",
 }
 
 // guestImage is what goes into one architecture's initramfs.
@@ -183,42 +185,54 @@ type guestImage struct {
 // write writes the initramfs to w.
 func (g guestImage) write(w io.Writer) error {
 	c := newCPIO(w)
+	baseLayout(c, g.busybox, g.modulesRoot, initScript(g.arch, g.run))
+	c.hostFile("bin/onair-vmtest", g.staticTest)
+	if g.cgoTest != "" {
+		c.hostFile("bin/onair-vmtest-cgo", g.cgoTest)
+		sharedFiles(c, g.libs, g.alsaShare)
+	}
+	return c.close()
+}
+
+// baseLayout adds what every image has: the directories init mounts on,
+// the console, busybox, the kernel modules, the users and groups, and init.
+func baseLayout(c *cpioWriter, busybox, modulesRoot, init string) {
 	for _, d := range []string{"proc", "sys", "dev", "tmp"} {
 		c.dir(d)
 	}
 	// The kernel opens the console for init before init can mount devtmpfs.
 	c.charDev("dev/console", 0o600, 5, 1)
-	c.hostFile("bin/busybox", g.busybox)
+	c.hostFile("bin/busybox", busybox)
 	for _, a := range busyboxApplets {
 		c.symlink("bin/"+a, "busybox")
 	}
-	c.file("init", 0o755, []byte(initScript(g.arch, g.run)))
+	c.file("init", 0o755, []byte(init))
 	// As on the box: ALSA's dmix and dsnoop, which miniaudio tries first,
 	// give their shared memory to the audio group and refuse to open
 	// without it.
 	c.file("etc/passwd", 0o644, []byte("root:x:0:0:root:/tmp:/bin/sh\n"))
 	c.file("etc/group", 0o644, []byte("root:x:0:\naudio:x:29:root\n"))
-	c.tree("/", g.modulesRoot)
-	c.hostFile("bin/onair-vmtest", g.staticTest)
-	if g.cgoTest != "" {
-		c.hostFile("bin/onair-vmtest-cgo", g.cgoTest)
-		names := make([]string, 0, len(g.libs))
-		for p := range g.libs {
-			names = append(names, p)
-		}
-		sort.Strings(names)
-		for _, p := range names {
-			c.hostFile(p, g.libs[p])
-		}
-		// ALSA's configuration: alsa.conf and what it includes define the
-		// PCMs miniaudio opens (dsnoop and dmix first, then hw); the use
-		// case manager's files (ucm, ucm2) are not needed.
-		c.hostFile("usr/share/alsa/alsa.conf", filepath.Join(g.alsaShare, "alsa.conf"))
-		for _, d := range []string{"cards", "ctl", "pcm"} {
-			c.tree("usr/share/alsa/"+d, filepath.Join(g.alsaShare, d))
-		}
+	c.tree("/", modulesRoot)
+}
+
+// sharedFiles adds what a dynamically linked cgo binary needs: its shared
+// libraries (sharedLibs) and ALSA's configuration.
+func sharedFiles(c *cpioWriter, libs map[string]string, alsaShare string) {
+	names := make([]string, 0, len(libs))
+	for p := range libs {
+		names = append(names, p)
 	}
-	return c.close()
+	sort.Strings(names)
+	for _, p := range names {
+		c.hostFile(p, libs[p])
+	}
+	// ALSA's configuration: alsa.conf and what it includes define the
+	// PCMs miniaudio opens (dsnoop and dmix first, then hw); the use
+	// case manager's files (ucm, ucm2) are not needed.
+	c.hostFile("usr/share/alsa/alsa.conf", filepath.Join(alsaShare, "alsa.conf"))
+	for _, d := range []string{"cards", "ctl", "pcm"} {
+		c.tree("usr/share/alsa/"+d, filepath.Join(alsaShare, d))
+	}
 }
 
 // initScript is the guest's /init. It prints "VMTEST <word>" lines that
@@ -230,20 +244,7 @@ func initScript(a arch, run string) string {
 		staticRun = "-test.run '" + run + "'"
 		cgoRun = staticRun
 	}
-	return `#!/bin/sh
-export PATH=/bin
-mount -t proc proc /proc
-mount -t sysfs sysfs /sys
-mount -t devtmpfs devtmpfs /dev
-mount -t debugfs debugfs /sys/kernel/debug
-mount -t tmpfs tmpfs /tmp
-uptime() { cut -d' ' -f1 /proc/uptime; }
-echo "VMTEST BOOTED $(uptime) $(uname -r) $(uname -m)"
-for m in vivid snd-aloop; do
-	modprobe $m || echo "VMTEST FAIL modprobe $m"
-done
-echo "VMTEST MODULES $(uptime)" $(cut -d' ' -f1 /proc/modules)
-export ONAIR_VM_GUEST=1 HOME=/tmp TMPDIR=/tmp
+	return initStart(guestModules) + `export ONAIR_VM_GUEST=1 HOME=/tmp TMPDIR=/tmp
 /bin/onair-vmtest -test.v -test.timeout 150s ` + staticRun + `
 echo "VMTEST EXIT static $? $(uptime)"
 if [ -x /bin/onair-vmtest-cgo ]; then
@@ -253,6 +254,25 @@ fi
 echo "VMTEST DONE $(uptime)"
 sync
 reboot -f
+`
+}
+
+// initStart begins every init script: the kernel's file systems, "VMTEST
+// BOOTED", the modules, "VMTEST MODULES".
+func initStart(modules []string) string {
+	return `#!/bin/sh
+export PATH=/bin
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev
+mount -t debugfs debugfs /sys/kernel/debug
+mount -t tmpfs tmpfs /tmp
+uptime() { cut -d' ' -f1 /proc/uptime; }
+echo "VMTEST BOOTED $(uptime) $(uname -r) $(uname -m)"
+for m in ` + strings.Join(modules, " ") + `; do
+	modprobe $m || echo "VMTEST FAIL modprobe $m"
+done
+echo "VMTEST MODULES $(uptime)" $(cut -d' ' -f1 /proc/modules)
 `
 }
 

@@ -29,6 +29,16 @@ type vmBoot struct {
 	// console receives every console line as it arrives.
 	console func(line string)
 	logf    func(format string, args ...any)
+	// cpus is the number of virtual CPUs; 0 means 1.
+	cpus int
+	// extra is added to QEMU's command line (the daemon's network card).
+	extra []string
+	// input, when set, is the console's input (QEMU's stdin): the daemon's
+	// init script reads commands from it.
+	input io.Reader
+	// binaries are the guest programs whose exit status judges the run;
+	// nil: the guest tests' two.
+	binaries []string
 }
 
 // qemuArgs builds QEMU's command line: no KVM (TCG), no default devices,
@@ -37,7 +47,7 @@ type vmBoot struct {
 func (b vmBoot) qemuArgs() []string {
 	args := append([]string{}, b.arch.machine...)
 	args = append(args,
-		"-accel", "tcg", "-m", "512", "-smp", "1",
+		"-accel", "tcg", "-m", "512", "-smp", fmt.Sprint(max(b.cpus, 1)),
 		"-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
 		"-serial", "stdio",
 		"-qmp", "unix:"+b.qmpPath()+",server=on,wait=off",
@@ -47,7 +57,7 @@ func (b vmBoot) qemuArgs() []string {
 	if b.arch.gpio {
 		args = append(args, "-trace", "pl061_set_output", "-D", b.tracePath())
 	}
-	return args
+	return append(args, b.extra...)
 }
 
 func (b vmBoot) qmpPath() string   { return filepath.Join(b.dir, "qmp.sock") }
@@ -74,6 +84,7 @@ func (b vmBoot) run(ctx context.Context) (*consoleResult, error) {
 	cmd.WaitDelay = 5 * time.Second
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
+	cmd.Stdin = b.input
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		return nil, err
@@ -82,7 +93,7 @@ func (b vmBoot) run(ctx context.Context) (*consoleResult, error) {
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start %s: %w", b.arch.qemu, err)
 	}
-	result := &consoleResult{}
+	result := &consoleResult{binaries: b.binaries}
 	var monitor *qmp
 	defer func() {
 		if monitor != nil {

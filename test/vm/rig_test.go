@@ -2,11 +2,18 @@ package vm
 
 import (
 	"bytes"
+	"fmt"
+	"os"
 	"os/exec"
+	"path/filepath"
+	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/onair/onair/config"
 )
 
 // These tests check the rig itself and run in every `go test`, without
@@ -248,5 +255,94 @@ func TestInitScript(t *testing.T) {
 	}
 	if s := initScript(arches[0], "TestLED"); !strings.Contains(s, "-test.run 'TestLED'") {
 		t.Errorf("ONAIR_VM_RUN should narrow both binaries:\n%s", s)
+	}
+}
+
+// The daemon's VM (daemon_test.go), checked without QEMU.
+
+func TestDaemonConfig(t *testing.T) {
+	cfg, err := config.Parse([]byte(daemonConfig(40123)))
+	if err != nil {
+		t.Fatalf("the daemon's VM config does not load: %v", err)
+	}
+	checks := []struct {
+		name      string
+		got, want any
+	}{
+		{"webrtc.udp_port", cfg.WebRTC.UDPPort, 40123},
+		{"webrtc.additional_hosts", strings.Join(cfg.WebRTC.AdditionalHosts, ","), daemonUDPHost},
+		{"http.listen", cfg.HTTP.Listen, ":8080"},
+		{"http.admin_token", cfg.HTTP.AdminToken, daemonToken},
+		{"video.source", cfg.Video.Source, "v4l2"},
+		{"video size", fmt.Sprintf("%dx%d@%d", cfg.Video.Width, cfg.Video.Height, cfg.Video.FPS),
+			fmt.Sprintf("%dx%d@%d", daemonWidth, daemonHeight, daemonFPS)},
+		{"video.encoder", cfg.Video.Encoder, "x264"},
+		{"audio.source", cfg.Audio.Source, "alsa"},
+		{"gpio.button", cfg.GPIO.Button, "gpiochip0:3"},
+		{"gpio.active_low", cfg.GPIO.ActiveLow, false},
+		// A 100 ms QMP pulse must be a short press.
+		{"gpio.long_press > 100ms", cfg.GPIO.LongPress.D() > 100*time.Millisecond, true},
+	}
+	for _, c := range checks {
+		if c.got != c.want {
+			t.Errorf("%s = %v, want %v", c.name, c.got, c.want)
+		}
+	}
+}
+
+func TestDaemonInitScript(t *testing.T) {
+	a, _ := archByName("arm64")
+	script := daemonInitScript(a)
+	for _, want := range []string{"VMTEST BOOTED", "modprobe $m", "virtio_net", "ifconfig eth0 10.0.2.15",
+		"/bin/onaird -v --config /etc/onair/onair.yaml", "kill -TERM $pid", "VMTEST EXIT onaird", "VMTEST DONE", "reboot -f",
+		vividDriver + "/unbind", vividDriver + "/bind"} {
+		if !strings.Contains(script, want) {
+			t.Errorf("the daemon's init script lacks %q", want)
+		}
+	}
+	for _, cmd := range []string{"ifconfig", "route", "kill", "modprobe", "mount"} {
+		if !slices.Contains(busyboxApplets, cmd) {
+			t.Errorf("the daemon's init script runs %s, which is not among busyboxApplets", cmd)
+		}
+	}
+	if sh, err := exec.LookPath("sh"); err == nil {
+		cmd := exec.Command(sh, "-n")
+		cmd.Stdin = strings.NewReader(script)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Errorf("init script syntax: %v\n%s", err, out)
+		}
+	}
+}
+
+// The daemon in the VM is built as `make build-arm64` builds it.
+func TestDaemonBuildLikeMakefile(t *testing.T) {
+	makefile, err := os.ReadFile(filepath.Join("..", "..", "Makefile"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := regexp.MustCompile(`(?m)^TAGS := (.*)$`).FindSubmatch(makefile)
+	if m == nil || strings.TrimSpace(string(m[1])) != daemonTags {
+		t.Errorf("the Makefile's TAGS are %q, the VM builds onaird with %q", m, daemonTags)
+	}
+}
+
+func TestSDPCandidates(t *testing.T) {
+	sdp := "v=0\r\n" +
+		"a=candidate:1 1 udp 2130706431 10.0.2.15 40123 typ host\r\n" +
+		"a=candidate:2 1 UDP 2130706431 127.0.0.2 40123 typ host\r\n" +
+		"a=candidate:3 1 tcp 1 10.0.2.15 9 typ host tcptype active\r\n" +
+		"a=end-of-candidates\r\n"
+	got := sdpCandidates(sdp)
+	want := []candidate{{"10.0.2.15", 40123, "host"}, {"127.0.0.2", 40123, "host"}}
+	if !slices.Equal(got, want) {
+		t.Errorf("candidates %+v, want %+v", got, want)
+	}
+}
+
+func TestDaemonWanted(t *testing.T) {
+	for run, want := range map[string]bool{"": true, "TestDaemon": true, "Daemon|TestLED": true, "TestLED": false, "[": false} {
+		if got := daemonWanted(run); got != want {
+			t.Errorf("daemonWanted(%q) = %v, want %v", run, got, want)
+		}
 	}
 }

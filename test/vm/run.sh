@@ -28,7 +28,9 @@ foreign=()
 for a in "${arches[@]}"; do
 	case "$a" in
 	amd64) debs+=(qemu-system-x86 gcc) ;;
-	arm64) debs+=(qemu-system-arm gcc-aarch64-linux-gnu); foreign+=(arm64) ;;
+	# arm64 also boots the whole daemon (test/vm/daemon_test.go): its
+	# codec libraries to build against, ffmpeg to decode what it sends.
+	arm64) debs+=(qemu-system-arm gcc-aarch64-linux-gnu pkg-config libx264-dev:arm64 libopus-dev:arm64 ffmpeg); foreign+=(arm64) ;;
 	armv7) debs+=(qemu-system-arm gcc-arm-linux-gnueabihf); foreign+=(armhf) ;;
 	*) echo "unknown architecture $a (want amd64, arm64 or armv7)" >&2; exit 2 ;;
 	esac

@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -51,9 +52,9 @@ func TestVM(t *testing.T) {
 	t.Cleanup(func() {
 		var b strings.Builder
 		fmt.Fprintf(&b, "VM summary (cache %s):\n", cache)
-		fmt.Fprintf(&b, "  %-6s %7s %7s %7s %7s %8s %7s %8s  %s\n", "arch", "fetch", "build", "image", "boot", "modules", "vm", "total", "verdict")
+		fmt.Fprintf(&b, "  %-12s %7s %7s %7s %7s %8s %7s %8s  %s\n", "arch", "fetch", "build", "image", "boot", "modules", "vm", "total", "verdict")
 		for _, tm := range timings {
-			fmt.Fprintf(&b, "  %-6s %6.1fs %6.1fs %6.1fs %6.1fs %7.1fs %6.1fs %7.1fs  %s\n", tm.arch,
+			fmt.Fprintf(&b, "  %-12s %6.1fs %6.1fs %6.1fs %6.1fs %7.1fs %6.1fs %7.1fs  %s\n", tm.arch,
 				tm.fetch.Seconds(), tm.build.Seconds(), tm.image.Seconds(), tm.boot.Seconds(), tm.modules.Seconds(),
 				tm.vm.Seconds(), tm.total.Seconds(), tm.verdict)
 		}
@@ -77,7 +78,30 @@ func TestVM(t *testing.T) {
 			timings = append(timings, tm)
 			mu.Unlock()
 		})
+		if !a.daemon || !daemonWanted(os.Getenv("ONAIR_VM_RUN")) {
+			continue
+		}
+		t.Run(a.name+"-daemon", func(t *testing.T) {
+			if parallel {
+				t.Parallel()
+			}
+			tm := runDaemon(t, a, cache, root, packages)
+			mu.Lock()
+			timings = append(timings, tm)
+			mu.Unlock()
+		})
 	}
+}
+
+// daemonWanted says whether the daemon's VM runs: always, unless
+// ONAIR_VM_RUN narrows the run to guest tests that do not match
+// "TestDaemon".
+func daemonWanted(run string) bool {
+	if run == "" {
+		return true
+	}
+	re, err := regexp.Compile(run)
+	return err == nil && re.MatchString("TestDaemon")
 }
 
 // runArch fetches, builds, boots and judges one architecture.
