@@ -31,9 +31,17 @@ type Video struct {
 	Source   device.VideoSource
 	Encoder  encoder.VideoEncoder
 	Fallback func() (device.VideoSource, error)
+	// Reopen opens the camera again after it failed (unplugged, reset);
+	// while the slate shows, it is tried every ReopenEvery (default
+	// DefaultReopenEvery) until it succeeds. nil: the slate stays.
+	Reopen      func(context.Context) (device.VideoSource, error)
+	ReopenEvery time.Duration
 	// Name describes the source for status ("test pattern", "/dev/video0").
 	Name string
 }
+
+// DefaultReopenEvery is how often a lost camera is looked for again.
+const DefaultReopenEvery = 2 * time.Second
 
 // Audio is the audio half; nil Source means no audio track.
 type Audio struct {
@@ -99,11 +107,28 @@ func (p *Pipeline) SetFrameDivisor(n int) { p.frameDivisor.Store(int64(max(n, 1)
 
 func (p *Pipeline) runVideo(ctx context.Context) error {
 	src := p.video.Source
-	defer func() { src.Close(); p.video.Encoder.Close() }()
+	// returned carries the camera back from a reopen attempt; stopReopen
+	// ends the attempts (and closes a camera opened too late).
+	var returned chan device.VideoSource
+	stopReopen := func() {}
+	defer func() { stopReopen(); src.Close(); p.video.Encoder.Close() }()
 	usingFallback := false
 	encoderFailures := 0
 	var picture int64
 	for {
+		if usingFallback && returned != nil {
+			select {
+			case cam := <-returned:
+				stopReopen()
+				returned, stopReopen = nil, func() {}
+				src.Close()
+				src, usingFallback = cam, false
+				p.stats.cameraLost.Store(false)
+				p.hub.SetProblem("")
+				p.log.Info("camera is back", "source", p.video.Name)
+			default:
+			}
+		}
 		frame, err := src.ReadVideo(ctx)
 		if err != nil {
 			if ctx.Err() != nil {
@@ -122,6 +147,9 @@ func (p *Pipeline) runVideo(ctx context.Context) error {
 			}
 			usingFallback = true
 			p.stats.cameraLost.Store(true)
+			if p.video.Reopen != nil {
+				returned, stopReopen = p.reopenCamera(ctx)
+			}
 			continue
 		}
 		picture++
@@ -158,6 +186,48 @@ func (p *Pipeline) runVideo(ctx context.Context) error {
 		p.lastFrame.Store(int64(time.Since(p.started)))
 		p.hub.Publish(sample)
 	}
+}
+
+// reopenCamera tries Reopen every ReopenEvery until it gives a camera,
+// which it sends on the returned channel. The returned func stops the
+// attempts and waits for them; a camera opened but not taken is closed.
+func (p *Pipeline) reopenCamera(ctx context.Context) (chan device.VideoSource, func()) {
+	every := p.video.ReopenEvery
+	if every <= 0 {
+		every = DefaultReopenEvery
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	returned := make(chan device.VideoSource)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		tick := time.NewTicker(every)
+		defer tick.Stop()
+		var last string
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-tick.C:
+			}
+			cam, err := p.video.Reopen(ctx)
+			if err != nil {
+				if msg := err.Error(); msg != last { // once per kind of failure, not every tick
+					p.log.Info("camera still missing", "source", p.video.Name, "err", err)
+					last = msg
+				}
+				continue
+			}
+			select {
+			case returned <- cam:
+				return
+			case <-ctx.Done():
+				cam.Close()
+				return
+			}
+		}
+	}()
+	return returned, func() { cancel(); <-done }
 }
 
 func (p *Pipeline) runAudio(ctx context.Context) error {

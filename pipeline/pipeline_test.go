@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -162,6 +163,88 @@ func TestCameraFailureFallsBackToSlate(t *testing.T) {
 	}
 	if !p.Stats().CameraLost {
 		t.Fatal("stats do not report the lost camera")
+	}
+}
+
+// countingCamera counts the frames it delivers and whether it was closed.
+type countingCamera struct {
+	inner  *testsrc.Pattern
+	frames atomic.Int64
+	closed atomic.Bool
+}
+
+func (c *countingCamera) ReadVideo(ctx context.Context) (media.VideoFrame, error) {
+	f, err := c.inner.ReadVideo(ctx)
+	if err == nil {
+		c.frames.Add(1)
+	}
+	return f, err
+}
+
+func (c *countingCamera) Close() error { c.closed.Store(true); return nil }
+
+// A lost camera is looked for again while the slate shows; once it opens,
+// the pictures come from it again and the problem is gone from the status.
+func TestCameraComesBack(t *testing.T) {
+	clock := device.NewClock()
+	hub := broadcast.New(broadcast.Options{})
+	inner, err := testsrc.NewPattern(320, 240, 30, clock, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := newPipeline(t, hub, &failingCamera{inner: inner, left: 5}, clock)
+	var attempts atomic.Int64
+	var back atomic.Pointer[countingCamera]
+	p.video.ReopenEvery = 20 * time.Millisecond
+	p.video.Reopen = func(context.Context) (device.VideoSource, error) {
+		if attempts.Add(1) <= 3 {
+			return nil, errors.New("no camera at /dev/video0")
+		}
+		pattern, err := testsrc.NewPattern(320, 240, 30, clock, nil)
+		if err != nil {
+			return nil, err
+		}
+		cam := &countingCamera{inner: pattern}
+		back.Store(cam)
+		return cam, nil
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() { done <- p.Run(ctx) }()
+	sink := hub.AddSink(broadcast.SinkOptions{Name: "test"})
+	defer sink.Close()
+	if _, err := hub.GoLive(ctx, broadcast.LiveOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	sawProblem := false
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		if _, err := sink.Next(ctx); err != nil {
+			t.Fatal(err)
+		}
+		st, _ := hub.Status()
+		if strings.Contains(st.Error, "camera camera failed") {
+			sawProblem = true
+		}
+		if cam := back.Load(); sawProblem && st.Error == "" && !p.Stats().CameraLost && cam != nil && cam.frames.Load() >= 10 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("camera not taken back: status %+v, stats %+v, %d attempts", st, p.Stats(), attempts.Load())
+		}
+	}
+	if n := attempts.Load(); n != 4 {
+		t.Fatalf("%d reopen attempts, want 4 (3 failed, then the camera): no attempts after it came back", n)
+	}
+	if st, _ := hub.Status(); st.State != broadcast.Live {
+		t.Fatalf("state %s after the camera came back", st.State)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if !back.Load().closed.Load() {
+		t.Fatal("the camera that came back was not closed at the end")
 	}
 }
 

@@ -1,6 +1,7 @@
 package daemon
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -87,6 +88,20 @@ func openMedia(cfg config.Config, clock *device.Clock, log *slog.Logger) (m open
 			w, h = mode.Width, mode.Height
 			caps.CameraFormat = mode.Format
 			m.videoStatus.Source = cfg.Video.Device
+			// A camera unplugged while the box runs is looked for again; it
+			// comes back only in the mode the encoder was opened for.
+			m.video.Reopen = func(context.Context) (device.VideoSource, error) {
+				again, err := openCamera(cfg, formats, clock, log)
+				if err != nil {
+					return nil, err
+				}
+				if got := again.Mode(); got.Width != mode.Width || got.Height != mode.Height || got.Format != mode.Format {
+					again.Close()
+					return nil, fmt.Errorf("camera %s came back as %dx%d %v, the encoder runs at %dx%d %v: restart to use it",
+						cfg.Video.Device, got.Width, got.Height, got.Format, mode.Width, mode.Height, mode.Format)
+				}
+				return again, nil
+			}
 			break
 		}
 		if cfg.Video.Source == "v4l2" {
