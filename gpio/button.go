@@ -119,13 +119,21 @@ type ButtonOptions struct {
 // goroutine that waits for edges (no polling) and stops when the context
 // given to NewButton ends or Close is called.
 //
-// Debouncing waits for the line to stay quiet for Debounce and then reads its
-// level, so a bouncing contact gives one press and a glitch shorter than
+// A press begins when the line, after a burst of edges, stays active for
+// Debounce, so a bouncing contact gives one press and a glitch shorter than
 // Debounce gives none. A press is timed from its first edge. A short press is
 // delivered when the button is released; a long press as soon as it has been
 // held for LongPress, and its release is silent.
+//
+// On a pin that is an EdgeSource (the GPIO character device, cdev.Line) all
+// of this runs on the kernel's record of the edges: their direction and
+// their time on the kernel's clock, so a press read late (a busy Pi) is still
+// seen and timed as it happened. On any other gpio.PinIn the button stamps
+// each edge when it wakes up and reads the line's level once the line has
+// been quiet for Debounce; a press over before that read is lost.
 type Button struct {
 	pin       gpio.PinIn
+	edges     EdgeSource // nil: debounce on levels read
 	active    gpio.Level
 	debounce  time.Duration
 	longPress time.Duration
@@ -161,6 +169,7 @@ func NewButton(ctx context.Context, pin gpio.PinIn, opts ButtonOptions) (*Button
 	if opts.ActiveLow {
 		b.active = gpio.Low
 	}
+	b.edges, _ = pin.(EdgeSource)
 	if b.log == nil {
 		b.log = slog.Default()
 	}
@@ -173,13 +182,17 @@ func NewButton(ctx context.Context, pin gpio.PinIn, opts ButtonOptions) (*Button
 		return nil, fmt.Errorf("button %s: set input with %s and edge detection: %w", pin.Name(), pull, err)
 	}
 	b.log.Info("button ready", "pin", pin.Name(), "active_low", opts.ActiveLow, "pull", opts.Pull.String(),
-		"debounce", b.debounce, "long_press", b.longPress)
+		"debounce", b.debounce, "long_press", b.longPress, "edges", b.edgeMode())
 
 	ctx, b.cancel = context.WithCancel(ctx)
 	b.wg.Add(2)
 	go func() {
 		defer b.wg.Done()
-		b.run(ctx)
+		if b.edges != nil {
+			b.runEdges(ctx)
+		} else {
+			b.run(ctx)
+		}
 	}()
 	go func() {
 		// WaitForEdge cannot take a context; Halt is how a wait is cut short.
@@ -325,18 +338,24 @@ func (b *Button) settle(ctx context.Context, s *buttonState, down bool) {
 		return
 	}
 	s.pressed = false
-	held := s.burstStart.Sub(s.pressStart)
+	b.release(ctx, s.bootHold, s.longSent, s.pressStart, s.burstStart.Sub(s.pressStart))
+	s.bootHold = false
+}
+
+// release ends a press that began at start and was held for held: it
+// decides the start hold, stays silent after a long press, and delivers
+// anything else.
+func (b *Button) release(ctx context.Context, bootHold, longSent bool, start time.Time, held time.Duration) {
 	switch {
-	case s.bootHold:
-		s.bootHold = false
+	case bootHold:
 		b.decideStart(false, false)
-	case s.longSent:
+	case longSent:
 		// Delivered when the long-press time was reached.
 	case held >= b.longPress:
 		// Released while the line was still bouncing at the long-press time.
-		b.emit(ctx, Press{Kind: Long, Start: s.pressStart, Held: held})
+		b.emit(ctx, Press{Kind: Long, Start: start, Held: held})
 	default:
-		b.emit(ctx, Press{Kind: Short, Start: s.pressStart, Held: held})
+		b.emit(ctx, Press{Kind: Short, Start: start, Held: held})
 	}
 }
 

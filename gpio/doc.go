@@ -6,19 +6,24 @@
 // OpenHost initialises periph's host drivers and opens lines by their config
 // names (gpio.button, gpio.led): a Pi header name ("GPIO17") or a chip and
 // line offset ("gpiochip0:17", for boards and VMs whose lines have no names).
-// It logs the driver behind each line: gpioioctl (the kernel's GPIO
-// character device: Pi 5's RP1, VMs, any Linux board) or bcm283x (registers,
-// Pi 4, 3 and Zero 2 W, edges still through the character device). On a
-// machine without GPIO it returns an error wrapping ErrNoGPIO, and the daemon
-// runs without a button. ParsePin and ParsePull check config values at load
-// time.
+// It logs the driver behind each line. The button's line, wherever a GPIO
+// character device is behind it (Pi 5's RP1, Pi 4, 3 and Zero 2 W, VMs, any
+// Linux board), goes through cdev, which keeps the kernel's record of each
+// edge; LEDs stay on periph: gpioioctl (the character device) or bcm283x
+// (registers, Pi 4, 3 and Zero 2 W). On a machine without GPIO it returns an
+// error wrapping ErrNoGPIO, and the daemon runs without a button. ParsePin
+// and ParsePull check config values at load time.
 //
 // # Button
 //
 // NewButton watches a gpio.PinIn (nothing more is needed) with one goroutine
-// that sleeps in WaitForEdge until the line moves: no polling. The line must
-// be quiet for the debounce time (default 30 ms) before its level counts, so
-// a bouncing contact gives one press and a glitch gives none. Presses arrive
+// that sleeps until the line moves: no polling. The line must be quiet for
+// the debounce time (default 30 ms) before its level counts, so a bouncing
+// contact gives one press and a glitch gives none. When the pin is also an
+// EdgeSource (cdev.Line, gpiofake.EdgePin), all of that is judged on the
+// kernel's edge records, direction and time, so a button read late by a busy
+// daemon still gets each press, timed as it happened; on a plain gpio.PinIn
+// the button reads the level when the line has gone quiet. Presses arrive
 // on Presses(): Short when released before the long-press time (default
 // 3 s), Long the moment the button has been held that long (its release is
 // silent). HandlePresses hands them to the daemon one at a time and drops
@@ -44,9 +49,9 @@
 //
 // Close stops a Button or LED and waits for everything it started; a Button
 // also stops when its context ends. Both take a Clock in their options: nil
-// is real time, and tests use gpiofake.Clock and gpiofake.Pin to run
-// debounce, long presses and patterns in virtual time, checked at exact
-// instants without sleeping.
+// is real time, and tests use gpiofake.Clock and gpiofake.Pin (or EdgePin) to
+// run debounce, long presses and patterns in virtual time, checked at exact
+// instants without sleeping; gpiofake's Stall makes the button read late.
 //
 // # Use
 //

@@ -6,11 +6,13 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
 	"periph.io/x/conn/v3/gpio"
 
+	"github.com/onair/onair/gpio/cdev"
 	"github.com/onair/onair/gpio/gpiofake"
 )
 
@@ -153,6 +155,50 @@ func TestHostOpensConfigNames(t *testing.T) {
 		case p.Name() != tt.wantPin:
 			t.Errorf("open %q: pin %s, want %s", tt.name, p.Name(), tt.wantPin)
 		}
+	}
+}
+
+func TestHostOpensInputsForEdges(t *testing.T) {
+	tests := []struct {
+		name      string
+		edgeErr   error
+		wantEdges bool
+		wantErr   string
+	}{
+		{name: "character device", wantEdges: true},
+		{name: "not on a character device"},
+		{name: "not on Linux", edgeErr: cdev.ErrUnsupported},
+		{name: "request fails", edgeErr: syscall.EACCES, wantErr: "open button pin gpiochip0:5: permission denied"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h := fakeHost(t)
+			var asked string
+			h.edgeInput = func(p gpio.PinIO, name string) (gpio.PinIn, error) {
+				asked = name
+				if tt.edgeErr != nil || !tt.wantEdges {
+					return nil, tt.edgeErr
+				}
+				return gpiofake.NewEdgePin(name, p.Number(), gpiofake.NewClock(time.Time{})), nil
+			}
+			in, err := h.Input("gpiochip0:5")
+			if tt.wantErr != "" {
+				if err == nil || err.Error() != tt.wantErr || !errors.Is(err, tt.edgeErr) {
+					t.Fatalf("Input = %v, want %q wrapping the errno", err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, isEdges := in.(EdgeSource); isEdges != tt.wantEdges || asked != "gpiochip0-5" {
+				t.Fatalf("Input gave %T (edges %v, want %v), edge input asked for %q", in, isEdges, tt.wantEdges, asked)
+			}
+			asked = ""
+			if _, err := h.Output("gpiochip0:6"); err != nil || asked != "" {
+				t.Fatalf("Output: %v; edge input asked for %q, want outputs left to periph", err, asked)
+			}
+		})
 	}
 }
 

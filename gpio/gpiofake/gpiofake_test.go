@@ -8,6 +8,8 @@ import (
 
 	"go.uber.org/goleak"
 	"periph.io/x/conn/v3/gpio"
+
+	"github.com/onair/onair/gpio/cdev"
 )
 
 func TestMain(m *testing.M) {
@@ -224,5 +226,81 @@ func TestLivePin(t *testing.T) {
 		default:
 			runtime.Gosched()
 		}
+	}
+}
+
+func TestEdgePinReportsKernelRecords(t *testing.T) {
+	c := NewClock(t0)
+	p := NewEdgePin("GPIO17", 17, c)
+	_ = p.In(gpio.PullUp, gpio.BothEdges)
+	p.SetQueueSize(2)
+	// The reader sleeps from 0 to 1 s; three edges happen meanwhile and the
+	// queue keeps the last two.
+	p.Stall(t0, t0.Add(time.Second))
+	p.Push(
+		Edge{At: t0.Add(10 * time.Millisecond), Level: gpio.Low},
+		Edge{At: t0.Add(20 * time.Millisecond), Level: gpio.High},
+		Edge{At: t0.Add(30 * time.Millisecond), Level: gpio.Low},
+		Edge{At: t0.Add(2 * time.Second), Level: gpio.High},
+	)
+	type result struct {
+		edge  cdev.Edge
+		ok    bool
+		now   time.Duration
+		level gpio.Level
+	}
+	results := make(chan result)
+	go func() {
+		defer close(results)
+		for _, timeout := range []time.Duration{time.Minute, 0, 0, time.Minute} {
+			e, ok, err := p.NextEdge(timeout)
+			if err != nil {
+				t.Error(err)
+			}
+			results <- result{e, ok, c.Now().Sub(t0), p.Read()}
+		}
+	}()
+	p.horizonForTest(t0.Add(time.Minute))
+	k := func(d time.Duration) time.Duration { return p.Kernel(t0.Add(d)) }
+	want := []result{
+		{cdev.Edge{Rising: true, At: k(20 * time.Millisecond), Seq: 2, Lost: 1}, true, time.Second, gpio.Low},
+		{cdev.Edge{Rising: false, At: k(30 * time.Millisecond), Seq: 3}, true, time.Second, gpio.Low},
+		{cdev.Edge{}, false, time.Second, gpio.Low},
+		{cdev.Edge{Rising: true, At: k(2 * time.Second), Seq: 4}, true, 2 * time.Second, gpio.High},
+	}
+	for i, w := range want {
+		if got := <-results; got != w {
+			t.Errorf("read %d = %+v, want %+v", i, got, w)
+		}
+	}
+	<-results
+	if p.Now() != k(2*time.Second) || p.Dropped() != 1 {
+		t.Errorf("Now = %v, Dropped = %d", p.Now(), p.Dropped())
+	}
+	if err := p.Err(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestEdgePinHaltIsSticky(t *testing.T) {
+	c := NewClock(t0)
+	p := NewEdgePin("GPIO17", 17, c)
+	if _, _, err := p.NextEdge(time.Second); err == nil {
+		t.Fatal("NextEdge before In succeeded")
+	}
+	_ = p.In(gpio.PullUp, gpio.BothEdges)
+	_ = p.Halt() // nobody waits: not lost, unlike gpioioctl's
+	for range 2 {
+		if _, ok, err := p.NextEdge(time.Hour); ok || err != nil {
+			t.Fatalf("halted NextEdge = %v, %v", ok, err)
+		}
+	}
+	if c.Now() != t0 {
+		t.Fatalf("halted waits moved the clock to %v", c.Now())
+	}
+	_ = p.In(gpio.PullUp, gpio.BothEdges) // a new request: not halted
+	p.horizonForTest(t0.Add(time.Minute))
+	if _, ok, _ := p.NextEdge(time.Second); ok || c.Now() != t0.Add(time.Second) {
+		t.Fatalf("wait after In = %v at %v, want a timeout at +1s", ok, c.Now().Sub(t0))
 	}
 }

@@ -42,6 +42,12 @@ const (
 // makes "after this script, the reader has seen exactly these edges" a
 // deterministic point to check results.
 //
+// Like the kernel, the pin queues the edges it was asked to report, keeps at
+// most 16 (a line request's default) and then drops the oldest. Stall makes
+// the reader late, as a busy machine does: it then finds edges queued that
+// happened while it was not running, and Read gives the level at the time it
+// runs, not the one of those edges.
+//
 // As an output it records every write with its time (History).
 type Pin struct {
 	name   string
@@ -57,22 +63,41 @@ type Pin struct {
 	level  gpio.Level
 	driven bool // something outside drives the line, so pull no longer decides its level
 
-	queue     []Edge
-	horizon   time.Time
-	unbounded bool // a Halt found no wait to stop: from now on timeouts run out in virtual time
-	waiting   bool
-	atHorizon bool
-	haltWake  bool
+	script    []Edge   // edges still to happen
+	queue     []queued // edges that happened and were reported, not yet read
+	queueSize int
+	seq       uint32 // sequence number of the last reported edge (the kernel's line_seqno)
+	readSeq   uint32 // sequence number of the last edge read
+	dropped   int
+	stalls    []stall
+
+	horizon    time.Time
+	unbounded  bool // a Halt found no wait to stop: from now on timeouts run out in virtual time
+	stickyHalt bool // Halt stops every wait until the next In (cdev.Line), not only one in progress (gpioioctl)
+	halted     bool
+	waiting    bool
+	atHorizon  bool
+	haltWake   bool
 
 	history []Sample
 	err     error
 }
 
+// queued is an edge in the kernel's queue.
+type queued struct {
+	at     time.Time
+	rising bool
+	seq    uint32
+}
+
+// stall is a time when the reader does not run.
+type stall struct{ from, until time.Time }
+
 // NewPin returns an unconfigured line named name (as gpioreg would, e.g.
 // "GPIO17") whose virtual time is clock. The horizon starts at clock's
 // current time: nothing happens until Push and RunUntil.
 func NewPin(name string, number int, clock *Clock) *Pin {
-	p := &Pin{name: name, number: number, clock: clock, horizon: clock.Now()}
+	p := &Pin{name: name, number: number, clock: clock, horizon: clock.Now(), queueSize: kernelEventQueue}
 	p.cond = sync.NewCond(&p.mu)
 	return p
 }
@@ -99,8 +124,8 @@ func (p *Pin) Push(edges ...Edge) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	last, lastAt := p.level, p.clock.Now()
-	if n := len(p.queue); n > 0 {
-		last, lastAt = p.queue[n-1].Level, p.queue[n-1].At
+	if n := len(p.script); n > 0 {
+		last, lastAt = p.script[n-1].Level, p.script[n-1].At
 	}
 	for _, e := range edges {
 		if e.At.Before(lastAt) {
@@ -109,22 +134,70 @@ func (p *Pin) Push(edges ...Edge) {
 		if e.Level == last {
 			panic(fmt.Sprintf("gpiofake: %s: edge at %v to %v does not change the level", p.name, e.At, e.Level))
 		}
-		p.queue = append(p.queue, e)
+		p.script = append(p.script, e)
 		last, lastAt = e.Level, e.At
 	}
 	p.cond.Broadcast()
 }
 
+// Stall keeps the reader from running from from until until, as a busy
+// machine does: a wait that would end in between ends at until instead, and
+// finds the edges of the stall queued, each with the time it happened. Read
+// at until gives the level then, not the one of those edges. Stalls must not
+// start in the past nor overlap.
+func (p *Pin) Stall(from, until time.Time) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if from.Before(p.clock.Now()) || !until.After(from) {
+		panic(fmt.Sprintf("gpiofake: %s: stall %v to %v is empty or starts before now (%v)", p.name, from, until, p.clock.Now()))
+	}
+	for _, s := range p.stalls {
+		if from.Before(s.until) && s.from.Before(until) {
+			panic(fmt.Sprintf("gpiofake: %s: stall %v to %v overlaps %v to %v", p.name, from, until, s.from, s.until))
+		}
+	}
+	p.stalls = append(p.stalls, stall{from, until})
+	p.cond.Broadcast()
+}
+
+// SetQueueSize sets how many edges the kernel keeps for a reader that is
+// late (16 unless a line request asks for more); it drops the oldest beyond.
+func (p *Pin) SetQueueSize(n int) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.queueSize = max(n, 1)
+}
+
+// Dropped reports how many edges the full queue dropped.
+func (p *Pin) Dropped() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.dropped
+}
+
 // RunUntil lets virtual time run up to t and returns when the reader has
-// consumed every edge up to t and waits at t. The reader must be running.
+// consumed every edge it could see by t and waits at t. The reader must be
+// running.
 func (p *Pin) RunUntil(t time.Time) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.horizon = t
 	p.cond.Broadcast()
-	for !(p.atHorizon && !p.clock.Now().Before(t) && (len(p.queue) == 0 || p.queue[0].At.After(t))) {
+	for !p.idleAtLocked(t) {
 		p.cond.Wait()
 	}
+}
+
+// idleAtLocked reports whether the reader waits at t with nothing it could
+// read by then: edges of a stall that ends after t do not count.
+func (p *Pin) idleAtLocked(t time.Time) bool {
+	if !p.atHorizon || p.clock.Now().Before(t) {
+		return false
+	}
+	if len(p.queue) > 0 && !p.wakeLocked(p.clock.Now()).After(t) {
+		return false
+	}
+	return len(p.script) == 0 || p.wakeLocked(p.script[0].At).After(t)
 }
 
 // History returns the writes to the line as an output, oldest first.
@@ -157,9 +230,12 @@ func (p *Pin) String() string { return p.name }
 func (p *Pin) Halt() error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.waiting {
+	switch {
+	case p.stickyHalt:
+		p.halted = true
+	case p.waiting:
 		p.haltWake = true
-	} else {
+	default:
 		p.unbounded = true
 	}
 	p.cond.Broadcast()
@@ -186,7 +262,8 @@ func (p *Pin) Function() string {
 }
 
 // In implements gpio.PinIn. Without an outside driver the pull decides the
-// level, as the resistor would.
+// level, as the resistor would. As a new line request does, it drops the
+// queued edges and starts their sequence numbers again.
 func (p *Pin) In(pull gpio.Pull, edge gpio.Edge) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -199,11 +276,14 @@ func (p *Pin) In(pull gpio.Pull, edge gpio.Edge) error {
 			p.level = gpio.Low
 		}
 	}
+	p.queue, p.seq, p.readSeq, p.halted = nil, 0, 0, false
 	p.cond.Broadcast()
 	return nil
 }
 
-// Read implements gpio.PinIn: the level at the current virtual time.
+// Read implements gpio.PinIn: the level at the current virtual time. Edges
+// take effect when a wait reaches their time, so an edge pushed for the
+// present changes nothing until the reader waits.
 func (p *Pin) Read() gpio.Level {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -214,16 +294,29 @@ func (p *Pin) Read() gpio.Level {
 func (p *Pin) WaitForEdge(timeout time.Duration) bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	switch {
-	case p.dir != dirIn || p.edge == gpio.NoEdge:
-		p.misuseLocked("WaitForEdge on a line not configured as an input with edges")
-		return false
-	case timeout <= 0:
+	if timeout <= 0 {
 		p.misuseLocked("WaitForEdge(%v): gpioioctl waits forever on 0 and returns at once below, unlike gpio.PinIn's -1; pass a positive timeout", timeout)
 		return false
+	}
+	_, ok, _ := p.nextLocked("WaitForEdge", timeout)
+	return ok
+}
+
+// nextLocked waits up to timeout (zero: only looks) for the oldest queued
+// edge; see Pin. A broken rule is recorded for Err and returned.
+func (p *Pin) nextLocked(op string, timeout time.Duration) (queued, bool, error) {
+	var misuse error
+	switch {
+	case p.dir != dirIn || p.edge == gpio.NoEdge:
+		misuse = fmt.Errorf("gpiofake: %s: %s on a line not configured as an input with edges", p.name, op)
 	case p.waiting:
-		p.misuseLocked("WaitForEdge called while another WaitForEdge waits")
-		return false
+		misuse = fmt.Errorf("gpiofake: %s: %s called while another wait waits", p.name, op)
+	}
+	if misuse != nil {
+		if p.err == nil {
+			p.err = misuse
+		}
+		return queued{}, false, misuse
 	}
 	p.waiting = true
 	p.cond.Broadcast()
@@ -233,31 +326,39 @@ func (p *Pin) WaitForEdge(timeout time.Duration) bool {
 	}()
 	deadline := p.clock.Now().Add(timeout)
 	for {
-		if p.haltWake {
+		if p.haltWake || p.halted {
 			p.haltWake = false
-			return false
+			return queued{}, false, nil
 		}
-		limit := deadline
+		now := p.clock.Now()
+		p.happenLocked(now)
+		stalled := p.stalledLocked(now)
+		if !stalled {
+			if len(p.queue) > 0 {
+				q := p.queue[0]
+				p.queue = p.queue[1:]
+				p.readSeq = q.seq
+				return q, true, nil
+			}
+			if !now.Before(deadline) {
+				return queued{}, false, nil
+			}
+		}
+		// The reader runs again at its deadline or the next edge, or at the
+		// end of a stall that holds it then.
+		wake := deadline
+		if stalled {
+			wake = now
+		}
+		if len(p.script) > 0 && p.script[0].At.Before(wake) {
+			wake = p.script[0].At
+		}
+		wake = p.wakeLocked(wake)
+		limit := wake
 		if !p.unbounded && p.horizon.Before(limit) {
 			limit = p.horizon
 		}
-		if len(p.queue) > 0 && !p.queue[0].At.After(limit) {
-			e := p.queue[0]
-			p.queue = p.queue[1:]
-			p.advanceLocked(e.At)
-			p.level, p.driven = e.Level, true
-			if p.edge == gpio.BothEdges ||
-				(p.edge == gpio.RisingEdge && e.Level == gpio.High) ||
-				(p.edge == gpio.FallingEdge && e.Level == gpio.Low) {
-				return true
-			}
-			continue // the line changed, but not in a direction the kernel was asked to report
-		}
-		if limit.Equal(deadline) {
-			p.advanceLocked(deadline)
-			return false
-		}
-		if p.clock.Now().Before(limit) {
+		if now.Before(limit) {
 			// The lock is let go while the clock moves, and the test may
 			// change the script or the horizon meanwhile: look again.
 			p.advanceLocked(limit)
@@ -269,6 +370,53 @@ func (p *Pin) WaitForEdge(timeout time.Duration) bool {
 		p.cond.Wait()
 		p.atHorizon = false
 	}
+}
+
+// happenLocked plays the script up to now: each edge changes the level, and
+// those the line reports join the kernel's queue, which drops its oldest
+// when full.
+func (p *Pin) happenLocked(now time.Time) {
+	for len(p.script) > 0 && !p.script[0].At.After(now) {
+		e := p.script[0]
+		p.script = p.script[1:]
+		p.level, p.driven = e.Level, true
+		if p.dir != dirIn || !p.reports(e.Level) {
+			continue
+		}
+		p.seq++
+		p.queue = append(p.queue, queued{at: e.At, rising: e.Level == gpio.High, seq: p.seq})
+		if len(p.queue) > p.queueSize {
+			p.queue = p.queue[1:]
+			p.dropped++
+		}
+	}
+}
+
+func (p *Pin) reports(level gpio.Level) bool {
+	return p.edge == gpio.BothEdges ||
+		(p.edge == gpio.RisingEdge && level == gpio.High) ||
+		(p.edge == gpio.FallingEdge && level == gpio.Low)
+}
+
+// stalledLocked reports whether the reader cannot run at t.
+func (p *Pin) stalledLocked(t time.Time) bool {
+	for _, s := range p.stalls {
+		if !t.Before(s.from) && t.Before(s.until) {
+			return true
+		}
+	}
+	return false
+}
+
+// wakeLocked is when a reader due to run at t runs: t, or the end of the
+// stall around t.
+func (p *Pin) wakeLocked(t time.Time) time.Time {
+	for _, s := range p.stalls {
+		if !t.Before(s.from) && t.Before(s.until) {
+			return s.until
+		}
+	}
+	return t
 }
 
 // advanceLocked moves the clock without holding the pin's lock, because

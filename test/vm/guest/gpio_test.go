@@ -15,6 +15,7 @@ import (
 	periphgpio "periph.io/x/conn/v3/gpio"
 
 	"github.com/onair/onair/gpio"
+	"github.com/onair/onair/gpio/cdev"
 )
 
 // QEMU's arm virt machine has one PL061 GPIO controller (gpiochip0) and
@@ -23,9 +24,10 @@ import (
 // line 4 is our LED, whose level the host also sees through QEMU's
 // pl061_set_output trace. QEMU's lines have no names, hence chip:line.
 const (
-	buttonLine = "gpiochip0:3"
-	ledLine    = "gpiochip0:4"
-	ledOffset  = 4
+	buttonLine   = "gpiochip0:3"
+	buttonOffset = 3
+	ledLine      = "gpiochip0:4"
+	ledOffset    = 4
 	// pressPulse is QEMU's fixed pulse (hw/arm/virt.c).
 	pressPulse = 100 * time.Millisecond
 )
@@ -45,24 +47,29 @@ func openGPIO(t *testing.T) *gpio.Host {
 	return host
 }
 
-// tracedPin records what the button does with its line: each wait for an
-// edge and each level read, with the time, so that a lost press can be told
-// apart from a lost edge. The record is printed when a press goes missing.
+// tracedPin records what the button does with its line: each edge record
+// it reads (with the kernel's time and the time it was read) and each level
+// read, so that a lost press can be told apart from a lost edge. The record
+// is printed when a press goes missing. It passes the line's edge records
+// on, so the button debounces on them as on the box.
 type tracedPin struct {
 	periphgpio.PinIn
-	start  time.Time
-	mu     sync.Mutex
-	events []string
-	edges  []time.Duration // when WaitForEdge returned one, since start
-	reads  []levelRead
+	edgeSource gpio.EdgeSource
+	start      time.Time
+	mu         sync.Mutex
+	events     []string
+	edges      []tracedEdge
 	// requested is when each press was asked for.
 	requested map[int]time.Duration
+	// gate, when set, holds the button's next read of edges until it is
+	// closed; arrived is closed when the button waits there.
+	gate, arrived chan struct{}
 }
 
-// levelRead is one Read of the line: when, and what it gave.
-type levelRead struct {
-	at    time.Duration
-	level periphgpio.Level
+// tracedEdge is an edge record and when the button read it.
+type tracedEdge struct {
+	edge cdev.Edge
+	read time.Duration // since start
 }
 
 func (p *tracedPin) note(format string, args ...any) {
@@ -82,57 +89,74 @@ func (p *tracedPin) request(n int) {
 	p.note("press %d requested", n)
 }
 
-// requestedAt is when press n was last asked for.
-func (p *tracedPin) requestedAt(n int) time.Duration {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.requested[n]
-}
-
-// edgeCount is how many edges the button has seen so far.
+// edgeCount is how many edges the button has read so far.
 func (p *tracedPin) edgeCount() int {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return len(p.edges)
 }
 
-// edgesSince returns the times of the edges after the first n.
-func (p *tracedPin) edgesSince(n int) []time.Duration {
+// edgesSince returns the edges read after the first n.
+func (p *tracedPin) edgesSince(n int) []tracedEdge {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return append([]time.Duration(nil), p.edges[n:]...)
+	return append([]tracedEdge(nil), p.edges[n:]...)
 }
 
-func (p *tracedPin) WaitForEdge(timeout time.Duration) bool {
-	edge := p.PinIn.WaitForEdge(timeout)
-	if edge {
-		p.mu.Lock()
-		p.edges = append(p.edges, time.Since(p.start))
-		p.mu.Unlock()
-		p.note("edge")
+// holdReads keeps the button from reading edges, as a busy machine would,
+// and returns once the button waits to read: the kernel queues the edges
+// meanwhile. release lets the button read again.
+func (p *tracedPin) holdReads(t *testing.T) (release func()) {
+	t.Helper()
+	gate, arrived := make(chan struct{}), make(chan struct{})
+	p.mu.Lock()
+	p.gate, p.arrived = gate, arrived
+	p.mu.Unlock()
+	select {
+	case <-arrived:
+	case <-time.After(5 * time.Second):
+		close(gate)
+		t.Fatal("the button did not come back to read edges within 5 s")
 	}
-	return edge
+	p.note("button held before its next read")
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			p.note("button reads again")
+			close(gate)
+		})
+	}
 }
+
+func (p *tracedPin) NextEdge(timeout time.Duration) (cdev.Edge, bool, error) {
+	p.mu.Lock()
+	gate, arrived := p.gate, p.arrived
+	p.gate, p.arrived = nil, nil
+	p.mu.Unlock()
+	if gate != nil {
+		close(arrived)
+		<-gate
+	}
+	e, ok, err := p.edgeSource.NextEdge(timeout)
+	if err != nil {
+		p.note("reading edges: %v", err)
+	}
+	if ok {
+		read := time.Since(p.start)
+		p.mu.Lock()
+		p.edges = append(p.edges, tracedEdge{edge: e, read: read})
+		p.mu.Unlock()
+		p.note("edge %v, read %v after it happened", e, p.edgeSource.Now()-e.At)
+	}
+	return e, ok, err
+}
+
+func (p *tracedPin) Now() time.Duration { return p.edgeSource.Now() }
 
 func (p *tracedPin) Read() periphgpio.Level {
 	level := p.PinIn.Read()
-	p.mu.Lock()
-	p.reads = append(p.reads, levelRead{at: time.Since(p.start), level: level})
-	p.mu.Unlock()
 	p.note("read %v", level)
 	return level
-}
-
-// firstReadAfter returns the button's first read of the line after at.
-func (p *tracedPin) firstReadAfter(at time.Duration) (levelRead, bool) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	for _, r := range p.reads {
-		if r.at > at {
-			return r, true
-		}
-	}
-	return levelRead{}, false
 }
 
 // record returns the last n events.
@@ -167,14 +191,20 @@ func (r *pressRecorder) count() int {
 }
 
 // runButton starts a Button on the power-button line with HandlePresses
-// behind it, as the daemon wires them; the returned stop closes both.
+// behind it, as the daemon wires them; the returned stop closes both. The
+// host must give the line with the kernel's edge records (cdev), as it does
+// on the box.
 func runButton(t *testing.T, host *gpio.Host, opts gpio.ButtonOptions) (*pressRecorder, func()) {
 	t.Helper()
 	line, err := host.Input(buttonLine)
 	if err != nil {
 		t.Fatalf("open button: %v", err)
 	}
-	pin := &tracedPin{PinIn: line, start: time.Now()}
+	source, ok := line.(gpio.EdgeSource)
+	if !ok {
+		t.Fatalf("host.Input(%s) gave %T, which has no kernel edge records", buttonLine, line)
+	}
+	pin := &tracedPin{PinIn: line, edgeSource: source, start: time.Now()}
 	ctx, cancel := context.WithCancel(context.Background())
 	btn, err := gpio.NewButton(ctx, pin, opts)
 	if err != nil {
@@ -206,22 +236,29 @@ func runButton(t *testing.T, host *gpio.Host, opts gpio.ButtonOptions) (*pressRe
 const maxRetries = 3
 
 // press asks the host for a QMP press and waits for the button to report
-// it. Two kinds of request go astray in emulation and are asked again, at
-// most maxRetries times in a test, each logged with what the button saw:
-// one the line never showed (no edge within 3 s: the console line or the
-// QMP command was lost), and one whose pulse was over when the button read
-// the line at the end of its debounce time. QEMU times the pulse on the
-// host's clock, so a host that stalls QEMU shortens it as the guest sees
-// it, and the button's goroutine can wake late under emulation; a pulse
-// over before the line was read is a glitch to the button, which debounces
-// on the level it reads, not on the kernel's edge times (periph's
-// WaitForEdge drops them). Anything else without a press fails the test.
-func press(t *testing.T, rec *pressRecorder, n int) gpio.Press {
+// it. late, when set, is called before each request and the function it
+// returns after it (to hold the button's reads across the pulse, say). Two
+// kinds of request go astray in emulation and are asked again, at most
+// maxRetries times in a test, each logged with what the button saw: one the
+// line never showed (no edge within 3 s: the console line or the QMP
+// command was lost), and one whose pulse, by the kernel's own edge times,
+// was shorter than the debounce time or not there at all: QEMU times the
+// pulse on the host's clock, so a host that stalls QEMU shortens it as the
+// guest sees it (longestPulse).
+// Anything else without a press fails the test: the button debounces on the
+// kernel's edge times, so however late it reads, a pulse that was long
+// enough is a press.
+func press(t *testing.T, rec *pressRecorder, n int, late func() (after func())) gpio.Press {
 	t.Helper()
 	for {
 		mark := rec.pin.edgeCount()
+		after := func() {}
+		if late != nil {
+			after = late()
+		}
 		rec.pin.request(n)
 		hostRequest("system_powerdown")
+		after()
 		select {
 		case p := <-rec.presses:
 			return p
@@ -229,20 +266,15 @@ func press(t *testing.T, rec *pressRecorder, n int) gpio.Press {
 		}
 		edges := rec.pin.edgesSince(mark)
 		lost := len(edges) == 0
-		var read levelRead
-		glitch := false
-		if !lost {
-			var ok bool
-			read, ok = rec.pin.firstReadAfter(edges[0])
-			glitch = ok && read.level == periphgpio.Low
-		}
-		if (lost || glitch) && rec.retries < maxRetries {
+		pulse := longestPulse(edges)
+		short := !lost && pulse < rec.debounce
+		if (lost || short) && rec.retries < maxRetries {
 			rec.retries++
 			if lost {
 				t.Logf("press %d: the line showed no edge within 3 s of the request; asking again", n)
 			} else {
-				t.Logf("press %d: edge after %v, line read low %v after that edge (edges at %v): the pulse was over before the debounce ended; asking again\n%s",
-					n, edges[0]-rec.pin.requestedAt(n), read.at-edges[0], edges, rec.pin.record(10))
+				t.Logf("press %d: by the kernel's edge times the line was high for %v at most, shorter than the debounce time (QEMU stalled by its host); asking again\n%s",
+					n, pulse, rec.pin.record(10))
 			}
 			continue
 		}
@@ -254,6 +286,50 @@ func press(t *testing.T, rec *pressRecorder, n int) gpio.Press {
 			return gpio.Press{}
 		}
 	}
+}
+
+// longestPulse is the longest time the line was high by the kernel's edge
+// records: from a rising edge to the next falling one. A stalled QEMU can
+// deliver a whole pulse to the guest as one interrupt, which the kernel
+// reports as a single edge to the level it then reads: no pulse at all. A
+// line still high after the last edge counts as a long pulse.
+func longestPulse(edges []tracedEdge) time.Duration {
+	var longest time.Duration
+	high, since := false, time.Duration(0)
+	for _, e := range edges {
+		switch {
+		case e.edge.Rising && !high:
+			high, since = true, e.edge.At
+		case !e.edge.Rising && high:
+			high = false
+			longest = max(longest, e.edge.At-since)
+		}
+	}
+	if high {
+		return time.Hour
+	}
+	return longest
+}
+
+// waitPulseOver waits until the kernel shows the button line high and then
+// low again (debugfs, not the button's line request), or 3 s; it reports
+// whether it saw the whole pulse.
+func waitPulseOver(t *testing.T) bool {
+	t.Helper()
+	sawHigh := false
+	for end := time.Now().Add(3 * time.Second); time.Now().Before(end); time.Sleep(2 * time.Millisecond) {
+		state, err := lineState(buttonOffset)
+		if err != nil {
+			t.Fatal(err)
+		}
+		high := strings.HasSuffix(state, " hi")
+		if high {
+			sawHigh = true
+		} else if sawHigh {
+			return true
+		}
+	}
+	return false
 }
 
 func TestButton(t *testing.T) {
@@ -269,7 +345,7 @@ func TestButton(t *testing.T) {
 		const presses = 20
 		var minHeld, maxHeld time.Duration
 		for i := 1; i <= presses; i++ {
-			p := press(t, rec, i)
+			p := press(t, rec, i, nil)
 			if p.Kind != gpio.Short {
 				t.Fatalf("press %d: %s press (held %v), want short", i, p.Kind, p.Held)
 			}
@@ -292,13 +368,52 @@ func TestButton(t *testing.T) {
 		t.Logf("%d presses -> %d toggles, held %v to %v; %d requests asked again", presses, rec.count(), minHeld, maxHeld, rec.retries)
 	})
 
+	t.Run("LatePress", func(t *testing.T) {
+		// The button does not read the line from before the press until
+		// 300 ms after its pulse is over, as on a Pi busy elsewhere: the
+		// kernel's queue and its edge times still make it one short press
+		// of about 100 ms, started when the line went high.
+		const lateBy = 300 * time.Millisecond
+		rec, stop := runButton(t, host, gpio.ButtonOptions{
+			ActiveLow: false, Debounce: 30 * time.Millisecond, LongPress: 3 * time.Second, Logger: testLogger(t),
+		})
+		defer stop()
+		const presses = 3
+		for i := 1; i <= presses; i++ {
+			var readsAgain time.Time
+			p := press(t, rec, i, func() func() {
+				release := rec.pin.holdReads(t)
+				return func() {
+					defer release()
+					if !waitPulseOver(t) {
+						t.Logf("press %d: debugfs did not show the whole pulse within 3 s", i)
+					}
+					time.Sleep(lateBy)
+					readsAgain = time.Now()
+				}
+			})
+			if p.Kind != gpio.Short || p.Held < rec.debounce || p.Held > 10*pressPulse {
+				t.Fatalf("press %d read late: %s press held %v, want short, about %v\n%s", i, p.Kind, p.Held, pressPulse, rec.pin.record(20))
+			}
+			if late := readsAgain.Sub(p.Start); !readsAgain.IsZero() && late < lateBy+p.Held {
+				t.Errorf("press %d started %v before the button read again, want at least %v (%v held + %v late): timed on reading, not on the kernel's edge times",
+					i, late, lateBy+p.Held, p.Held, lateBy)
+			}
+			t.Logf("press %d read late: held %v, started %v before the button read again", i, p.Held, readsAgain.Sub(p.Start))
+		}
+		time.Sleep(300 * time.Millisecond)
+		if got := rec.count(); got != presses {
+			t.Errorf("%d late presses gave %d toggles", presses, got)
+		}
+	})
+
 	t.Run("LongPress", func(t *testing.T) {
 		// QEMU's pulse is fixed, so the long press is set below it.
 		rec, stop := runButton(t, host, gpio.ButtonOptions{
 			ActiveLow: false, Debounce: 20 * time.Millisecond, LongPress: 60 * time.Millisecond, Logger: testLogger(t),
 		})
 		defer stop()
-		p := press(t, rec, 1)
+		p := press(t, rec, 1, nil)
 		if p.Kind != gpio.Long || p.Held < 60*time.Millisecond {
 			t.Fatalf("got a %s press held %v, want long (long_press 60ms)", p.Kind, p.Held)
 		}
