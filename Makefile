@@ -110,7 +110,8 @@ test-race:
 FUZZ_COUNT ?= 3000x
 FUZZ_TARGETS := ./ota/bundle:FuzzOpen ./ota/bundle:FuzzDecodeManifest ./ota/tryboot:FuzzParse \
 	./config:FuzzParse ./media/h264:FuzzInspect ./fleet:FuzzParseCommand ./gpio:FuzzParsePin \
-	./audience:FuzzCheck ./audience:FuzzCleanText ./replay:FuzzScan ./replay:FuzzParseSPS ./replay:FuzzParseRange
+	./audience:FuzzCheck ./audience:FuzzCleanText ./replay:FuzzScan ./replay:FuzzParseSPS ./replay:FuzzParseRange \
+	./ota/fat:FuzzLookup ./ota/cmdline:FuzzRootValue
 test-fuzz:
 	@for t in $(FUZZ_TARGETS); do pkg=$${t%%:*}; fn=$${t##*:}; \
 		echo "fuzz $$pkg $$fn $(FUZZ_COUNT)"; \

@@ -15,6 +15,9 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/onair/onair/ota/cmdline"
+	"github.com/onair/onair/ota/layout"
 )
 
 // externalName is the br2-external name; Buildroot derives the
@@ -401,6 +404,11 @@ func TestBootFiles(t *testing.T) {
 		if !strings.Contains(config, "dtparam=watchdog=on") {
 			t.Errorf("board/%s/config.txt does not start the watchdog", board)
 		}
+		// The update agent rewrites root= in cmdline.txt (ota/cmdline); a
+		// cmdline= here would make the firmware read another file.
+		if regexp.MustCompile(`(?m)^\s*cmdline\s*=`).MatchString(config) {
+			t.Errorf("board/%s/config.txt sets cmdline=; the update agent rewrites cmdline.txt", board)
+		}
 	}
 
 	bootCmd := readFile(t, "board/zero2w/boot.cmd")
@@ -440,6 +448,62 @@ func TestBootFiles(t *testing.T) {
 	}
 }
 
+// checkFirmwareLayout compares the slots of the board's firmware.yaml, the
+// update agent's view of the image, with the image: on the Pi 4/5 each
+// slot's cmdline_root is what its boot partition's cmdline.txt names, so
+// the agent's rewrite of root= in a bundle's boot image matches the card.
+func checkFirmwareLayout(t *testing.T, board string, fatFile func(n int, name string) string) {
+	t.Helper()
+	l, err := layout.Load(filepath.Join("board", board, "firmware.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, partition := range map[string]int{"A": 2, "B": 3} {
+		s := l.Slots[name]
+		if want := fmt.Sprintf("/dev/mmcblk0p%d", partition); s.Boot != want {
+			t.Errorf("firmware.yaml: slot %s boot %s, want %s", name, s.Boot, want)
+		}
+		if boards[board] != "tryboot" {
+			continue
+		}
+		cmdline := fatFile(partition, "cmdline.txt")
+		if !strings.Contains(cmdline, "root="+s.CmdlineRoot+" ") {
+			t.Errorf("firmware.yaml: slot %s cmdline_root %s, but partition %d's cmdline.txt is %q", name, s.CmdlineRoot, partition, cmdline)
+		}
+	}
+}
+
+// checkBootRewrite does to a copy of the bundle's boot image what the
+// update agent does when it installs it into slot B (ota/cmdline) and
+// compares the result, read with mtools, with boot B of the SD card image.
+func checkBootRewrite(t *testing.T, board, bootImage string, fatFile func(n int, name string) string) {
+	t.Helper()
+	l, err := layout.Load(filepath.Join("board", board, "firmware.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, err := os.ReadFile(bootImage)
+	if err != nil {
+		t.Fatal(err)
+	}
+	copyPath := filepath.Join(t.TempDir(), "boot-b-from-a.vfat")
+	writeFile(t, copyPath, string(data), 0o644)
+	f, err := os.OpenFile(copyPath, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	known := []string{l.Slots["A"].CmdlineRoot, l.Slots["B"].CmdlineRoot}
+	if _, err := cmdline.SetRoot(f, int64(len(data)), known, l.Slots["B"].CmdlineRoot); err != nil {
+		t.Fatalf("the agent's rewrite of boot-a.vfat for slot B: %v", err)
+	}
+	got := string(run(t, ".", []string{"MTOOLS_SKIP_CHECK=1"}, "mtype", "-i", copyPath, "::cmdline.txt"))
+	if want := fatFile(3, "cmdline.txt"); got != want {
+		t.Errorf("boot-a.vfat rewritten for slot B has cmdline.txt %q; boot B of the SD card has %q", got, want)
+	}
+	run(t, ".", nil, "fsck.fat", "-n", copyPath)
+}
+
 // tools maps each command the image test runs (itself or through genimage
 // and post-image.sh) to the Debian package that provides it.
 var tools = []struct{ command, debianPackage string }{
@@ -447,6 +511,8 @@ var tools = []struct{ command, debianPackage string }{
 	{"mkdosfs", "dosfstools"},
 	{"mcopy", "mtools"},
 	{"mdir", "mtools"},
+	{"mtype", "mtools"},
+	{"fsck.fat", "dosfstools"},
 	{"mke2fs", "e2fsprogs"},
 	{"mkfs.ext4", "e2fsprogs"},
 	{"e2fsck", "e2fsprogs"},
@@ -703,15 +769,18 @@ func TestSDCardImage(t *testing.T) {
 			}
 
 			args := strings.Fields(readFile(t, filepath.Join(hostDir, "bin", "onair-bundle.args")))
-			// The flags of cmd/onair-bundle create.
-			wantArgs := []string{
-				"create",
-				"-key", key,
-				"-version", "1.2.3",
-				"-board", board,
+			// The flags of cmd/onair-bundle create: slot A's boot partition
+			// image goes into the bundle; on the Pi 4/5 its cmdline.txt must
+			// name slot A's rootfs, which the box rewrites for slot B.
+			bootImage := filepath.Join(binaries, "boot-a.vfat")
+			wantArgs := []string{"create", "-key", key, "-version", "1.2.3", "-board", board, "-boot", bootImage}
+			if scheme == "tryboot" {
+				wantArgs = append(wantArgs, "-boot-root", "PARTUUID="+diskSignature+"-05")
+			}
+			wantArgs = append(wantArgs,
 				"-rootfs", filepath.Join(binaries, "rootfs.ext4"),
 				"-out", filepath.Join(binaries, "onair-"+board+"-1.2.3.bundle"),
-			}
+			)
 			if !slices.Equal(args, wantArgs) {
 				t.Errorf("onair-bundle called with\n%q\nwant\n%q", args, wantArgs)
 			}
@@ -721,10 +790,31 @@ func TestSDCardImage(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			for _, want := range []string{"OK", "version 1.2.3 for " + board, fmt.Sprintf("image %d bytes", rootfs.Size())} {
+			boot, err := os.Stat(bootImage)
+			if err != nil {
+				t.Fatal(err)
+			}
+			// The boot image is partition 2 byte for byte, its size that of
+			// the boot partitions.
+			if p := pt.Partitions[1]; p.Size*sector != boot.Size() {
+				t.Errorf("boot-a.vfat is %d bytes, boot partitions %d", boot.Size(), p.Size*sector)
+			}
+			wantVerify := []string{"OK", "version 1.2.3 for " + board,
+				fmt.Sprintf("image %d bytes (boot %d)", rootfs.Size()+boot.Size(), boot.Size())}
+			switch scheme {
+			case "tryboot":
+				wantVerify = append(wantVerify, "boot image: cmdline.txt root=PARTUUID="+diskSignature+"-05\n")
+			case "uboot":
+				wantVerify = append(wantVerify, "boot image: no cmdline.txt")
+			}
+			for _, want := range wantVerify {
 				if !strings.Contains(verified, want) {
 					t.Errorf("onair-bundle verify: %q lacks %q", verified, want)
 				}
+			}
+			checkFirmwareLayout(t, board, fatFile)
+			if scheme == "tryboot" {
+				checkBootRewrite(t, board, bootImage, fatFile)
 			}
 
 			checkGrowData(t, image, table)

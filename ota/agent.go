@@ -1,6 +1,7 @@
 package ota
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -15,6 +16,7 @@ import (
 	"time"
 
 	"github.com/onair/onair/ota/bundle"
+	"github.com/onair/onair/ota/cmdline"
 )
 
 // Config is what the agent needs to know about the box.
@@ -33,6 +35,14 @@ type Config struct {
 	AllowDowngrade bool
 	// Slots are the two slots, A and B.
 	Slots [2]Slot
+	// CmdlineRoots maps each slot's name to the root= value that the
+	// cmdline.txt in its boot partition names (PARTUUID=6f6e6169-05): a
+	// bundle carries one boot image, built for slot A, and the agent points
+	// it at the target slot's root file system after writing it (see
+	// ota/cmdline). Both values have the same length. Empty on boards whose
+	// boot script passes root= itself (U-Boot), where boot A and boot B are
+	// the same bytes and the boot image is installed as it is.
+	CmdlineRoots map[string]string
 	// Bootloader is this board's boot selection.
 	Bootloader Bootloader
 	// HealthDeadline bounds the wait for health on a trial boot. Default 5m.
@@ -82,6 +92,9 @@ func New(cfg Config) (*Agent, error) {
 	if cfg.Slots[0].Name() == cfg.Slots[1].Name() {
 		return nil, fmt.Errorf("ota: both slots are named %q", cfg.Slots[0].Name())
 	}
+	if err := checkCmdlineRoots(cfg); err != nil {
+		return nil, err
+	}
 	if cfg.HealthDeadline <= 0 {
 		cfg.HealthDeadline = 5 * time.Minute
 	}
@@ -101,6 +114,25 @@ func New(cfg Config) (*Agent, error) {
 		return nil, fmt.Errorf("ota: data dir: %w", err)
 	}
 	return &Agent{cfg: cfg, log: cfg.Logger.With("component", "ota")}, nil
+}
+
+func checkCmdlineRoots(cfg Config) error {
+	roots := cfg.CmdlineRoots
+	if len(roots) == 0 {
+		return nil
+	}
+	a, b := roots[cfg.Slots[0].Name()], roots[cfg.Slots[1].Name()]
+	switch {
+	case len(roots) != 2 || a == "" || b == "":
+		return fmt.Errorf("ota: CmdlineRoots must name the root= of both slots, %s and %s", cfg.Slots[0].Name(), cfg.Slots[1].Name())
+	case a == b:
+		return fmt.Errorf("ota: both slots' cmdline.txt would name root=%s", a)
+	case len(a) != len(b):
+		return fmt.Errorf("ota: root=%s and root=%s differ in length; cmdline.txt is only rewritten in place", a, b)
+	case strings.ContainsAny(a+b, " \t\r\n"):
+		return errors.New("ota: a root= value holds white space")
+	}
+	return nil
 }
 
 func (a *Agent) checkpoint(name string) error {
@@ -266,6 +298,11 @@ func (a *Agent) install(ctx context.Context, req Request) (Installed, error) {
 	if err := readBack(ctx, img, m, req.Progress); err != nil {
 		return Installed{}, a.abandon(st, err)
 	}
+	// Armed only after this: a trial boot must never find the boot
+	// partition naming the other slot's root file system.
+	if err := a.setBootRoot(&st, img, m); err != nil {
+		return Installed{}, a.abandon(st, err)
+	}
 	// The state says "armed" before the bootloader is: a power cut between
 	// the two finds an armed state and an unarmed bootloader, and simply
 	// arms again, whereas the other order could boot a trial nobody tracks.
@@ -331,6 +368,48 @@ func (a *Agent) admit(m bundle.Manifest, req Request) error {
 			return fmt.Errorf("%w: %s is older than %s and ota.allow_downgrade is false", ErrDowngrade, m.Version, a.cfg.Version)
 		}
 	}
+	return nil
+}
+
+// setBootRoot points the boot partition just written and verified at the
+// target slot's root file system: the bundle's one boot image is built for
+// slot A, so its cmdline.txt names slot A's rootfs. The edit is read back
+// before anything is armed. A boot image without cmdline.txt, or whose
+// root= is none of the slots', is refused.
+func (a *Agent) setBootRoot(st *State, img *slotImage, m bundle.Manifest) error {
+	roots := a.cfg.CmdlineRoots
+	if m.BootSize == 0 || len(roots) == 0 {
+		return nil
+	}
+	// From here on the boot partition differs from the signed image: a
+	// write resumed after a power cut could no longer be verified against
+	// its hash, so a later install of this bundle starts from the start.
+	if st.Resume != nil {
+		st.Resume = nil
+		if err := a.save("save-no-resume", *st); err != nil {
+			return err
+		}
+	}
+	if err := a.checkpoint("cmdline"); err != nil {
+		return err
+	}
+	root := roots[st.Target]
+	known := []string{roots[a.cfg.Slots[0].Name()], roots[a.cfg.Slots[1].Name()]}
+	want, err := cmdline.SetRoot(img.boot, m.BootSize, known, root)
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrBootImage, err)
+	}
+	if err := img.boot.Sync(); err != nil {
+		return err
+	}
+	got, err := cmdline.Read(img.boot, m.BootSize)
+	if err != nil {
+		return fmt.Errorf("%w: %s: %w", ErrReadback, cmdline.FileName, err)
+	}
+	if !bytes.Equal(got, want) {
+		return fmt.Errorf("%w: %s reads %q after the rewrite, want %q", ErrReadback, cmdline.FileName, got, want)
+	}
+	a.log.Info("boot partition names its slot's root file system", "slot", st.Target, "root", root)
 	return nil
 }
 

@@ -293,7 +293,7 @@ func TestBadBundlesRefused(t *testing.T) {
 // oversizedBundle is validly signed but its rootfs is larger than the slot.
 func oversizedBundle(t *testing.T, b *box, fw firmware) string {
 	t.Helper()
-	img := append(fw.image(), make([]byte, rootfsCapacity)...)
+	img := append(b.image(fw), make([]byte, rootfsCapacity)...)
 	path := b.dir + "/oversized.bundle"
 	f, err := os.Create(path)
 	if err != nil {

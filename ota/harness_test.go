@@ -12,6 +12,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -33,11 +34,15 @@ func TestMain(m *testing.M) {
 }
 
 const (
-	bootCapacity   = 128 << 10
+	bootCapacity   = 512 << 10
 	rootfsCapacity = 2 << 20
-	imageBootSize  = 64 << 10
+	imageBootSize  = 256 << 10 // a FAT image made by mkfs.vfat
 	imageRootSize  = 1<<20 + 12345
 )
+
+// piRoots are the root= values of the Pi boards' slots, as firmware.yaml
+// gives them; bundles carry a boot image built for slot A.
+var piRoots = map[string]string{"A": "PARTUUID=6f6e6169-05", "B": "PARTUUID=6f6e6169-06"}
 
 // signer is a named test key; images name the keys they trust, so key
 // rotation is carried by the images as on a real box.
@@ -72,23 +77,105 @@ type firmware struct {
 	trusts  []string
 }
 
-var imageCache sync.Map
+var (
+	imageCache sync.Map
+	bootCache  sync.Map
+	bootBuild  sync.Mutex
+)
 
-func (f firmware) image() []byte {
+// image is the whole bundle image of fw for this box's board: a boot
+// partition image then the root file system.
+func (b *box) image(fw firmware) []byte {
+	b.t.Helper()
+	return append(bootImage(b.t, b.kind, fw.version), fw.rootfs()...)
+}
+
+// rootfs is deterministic noise whose first line names the version and
+// the trusted keys.
+func (f firmware) rootfs() []byte {
 	key := f.version + " " + strings.Join(f.trusts, ",")
 	if img, ok := imageCache.Load(key); ok {
 		return bytes.Clone(img.([]byte))
 	}
 	rng := rand.New(rand.NewPCG(uint64(len(f.version)), uint64(f.version[len(f.version)-1])))
-	img := make([]byte, imageBootSize+imageRootSize)
+	img := make([]byte, imageRootSize)
 	for i := range img {
 		img[i] = byte(rng.Uint32())
 	}
 	header := fmt.Sprintf("onair version=%s keys=%s\n", f.version, strings.Join(f.trusts, ","))
-	copy(img[imageBootSize:], header)
-	copy(img, "boot "+f.version+"\n")
+	copy(img, header)
 	imageCache.Store(key, bytes.Clone(img))
 	return img
+}
+
+// bootImage is a real FAT boot partition image of a version, made with
+// mkfs.vfat and filled with mcopy as the image build does: on a Pi a
+// kernel, a DTB, config.txt and a cmdline.txt naming slot A's rootfs; for
+// U-Boot a kernel and a DTB only (its boot script passes root=).
+func bootImage(tb testing.TB, kind, version string) []byte {
+	tb.Helper()
+	bootBuild.Lock()
+	defer bootBuild.Unlock()
+	key := kind + " " + version
+	if img, ok := bootCache.Load(key); ok {
+		return bytes.Clone(img.([]byte))
+	}
+	dir := tb.TempDir()
+	path := filepath.Join(dir, "boot.vfat")
+	otatest.Run(tb, "mkfs.vfat", "-C", "-i", "6f6e6169", "-n", "ONAIR-A", path, strconv.Itoa(imageBootSize>>10))
+	rng := rand.New(rand.NewPCG(uint64(len(version)), uint64(version[len(version)-1])+7))
+	kernel := make([]byte, 100<<10)
+	for i := range kernel {
+		kernel[i] = byte(rng.Uint32())
+	}
+	copy(kernel, "kernel "+version+"\n")
+	files := map[string][]byte{"bcm2711-rpi-4-b.dtb": []byte("dtb " + version)}
+	switch kind {
+	case "pi":
+		files["Image"] = kernel
+		files["config.txt"] = []byte("arm_64bit=1\nkernel=Image\n")
+		files["cmdline.txt"] = []byte(piCmdline("05"))
+	default:
+		files["zImage"] = kernel
+	}
+	for name, data := range files {
+		src := filepath.Join(dir, name)
+		if err := os.WriteFile(src, data, 0o644); err != nil {
+			tb.Fatal(err)
+		}
+		otatest.Run(tb, "mcopy", "-i", path, src, "::"+name)
+	}
+	img, err := os.ReadFile(path)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if len(img) != imageBootSize {
+		tb.Fatalf("mkfs.vfat made %d bytes, want %d", len(img), imageBootSize)
+	}
+	bootCache.Store(key, bytes.Clone(img))
+	return img
+}
+
+func piCmdline(partition string) string {
+	return "console=serial0,115200 root=PARTUUID=6f6e6169-" + partition + " rootfstype=ext4 rootwait ro panic=5\n"
+}
+
+// wantBoot is what slot's boot partition must hold to boot version: the
+// bundle's boot image with, on a Pi, cmdline.txt naming the slot's own
+// rootfs. Found here by searching the bytes, not through the agent's FAT
+// code, so the check does not share the code it checks.
+func (b *box) wantBoot(version, slot string) []byte {
+	b.t.Helper()
+	img := bootImage(b.t, b.kind, version)
+	if b.kind != "pi" {
+		return img
+	}
+	asBuilt := []byte(piCmdline("05"))
+	if bytes.Count(img, asBuilt) != 1 {
+		b.t.Fatalf("boot image of %s holds its command line %d times", version, bytes.Count(img, asBuilt))
+	}
+	part := map[string]string{"A": "05", "B": "06"}[slot]
+	return bytes.Replace(img, asBuilt, []byte(piCmdline(part)), 1)
 }
 
 // parseRunning reads what a slot claims to be.
@@ -138,7 +225,7 @@ func newBox(t testing.TB, kind string, initial firmware) *box {
 		t.Fatal(err)
 	}
 	b := &box{t: t, dir: dir, kind: kind, slots: slots}
-	writeSlot(t, slots[0], initial.image())
+	writeSlot(t, slots[0], b.image(initial))
 	switch kind {
 	case "pi":
 		otatest.NewFATSelector(t, dir, tryboot.Selection{Committed: 2, Trial: 2})
@@ -238,8 +325,8 @@ func (b *box) powerOn() ota.BootInfo {
 	if err != nil {
 		b.t.Fatalf("slot %s boots garbage: %v", info.Slot, err)
 	}
-	if want := (firmware{version: version}).image(); !bytes.Equal(img[:imageBootSize], want[:imageBootSize]) ||
-		!bytes.Equal(img[imageBootSize+100:], want[imageBootSize+100:]) {
+	if !bytes.Equal(img[:imageBootSize], b.wantBoot(version, info.Slot)) ||
+		!bytes.Equal(img[imageBootSize+100:], (firmware{version: version}).rootfs()[100:]) {
 		b.t.Fatalf("slot %s (version %s) is damaged", info.Slot, version)
 	}
 	b.booted = info
@@ -259,6 +346,9 @@ func (b *box) agent() *ota.Agent {
 		DataDir: filepath.Join(b.dir, "data"), Board: boardName, Version: version, Keys: keys,
 		Slots: [2]ota.Slot{b.slots[0], b.slots[1]}, Bootloader: b.bl, Clock: b.clock,
 		HealthDeadline: time.Minute, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+	}
+	if b.kind == "pi" {
+		cfg.CmdlineRoots = piRoots
 	}
 	if b.cfg != nil {
 		b.cfg(&cfg)
@@ -297,7 +387,7 @@ func (b *box) settle(health ota.HealthFunc) ota.Report {
 // the code onair-bundle create runs.
 func (b *box) makeBundle(fw firmware, boardName string, keys ...signer) string {
 	b.t.Helper()
-	img := fw.image()
+	img := b.image(fw)
 	name := fmt.Sprintf("onair-%s-%s-%d", boardName, fw.version, rand.Int())
 	bootPath, rootfsPath := filepath.Join(b.dir, name+".boot"), filepath.Join(b.dir, name+".rootfs")
 	if err := os.WriteFile(bootPath, img[:imageBootSize], 0o644); err != nil {

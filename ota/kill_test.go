@@ -55,6 +55,7 @@ func childAgent(dir, kind string) (*ota.Agent, error) {
 		{SlotName: "B", BootPath: filepath.Join(dir, "bootB"), RootfsPath: filepath.Join(dir, "rootfsB")},
 	}
 	var bl ota.Bootloader
+	var roots map[string]string
 	boardName := "pi4"
 	switch kind {
 	case "pi":
@@ -62,7 +63,7 @@ func childAgent(dir, kind string) (*ota.Agent, error) {
 		if err != nil {
 			return nil, err
 		}
-		bl = pi.Bootloader()
+		bl, roots = pi.Bootloader(), piRoots
 	default:
 		u, err := otatest.NewUBoot(dir, "A")
 		if err != nil {
@@ -88,7 +89,7 @@ func childAgent(dir, kind string) (*ota.Agent, error) {
 	}
 	return ota.New(ota.Config{
 		DataDir: filepath.Join(dir, "data"), Board: boardName, Version: version, Keys: keys,
-		Slots: [2]ota.Slot{slots[0], slots[1]}, Bootloader: bl, Clock: otatest.NewClock(),
+		Slots: [2]ota.Slot{slots[0], slots[1]}, CmdlineRoots: roots, Bootloader: bl, Clock: otatest.NewClock(),
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
 	})
 }

@@ -4,6 +4,12 @@
 // when the daemon reports the box healthy within a deadline, or returns to
 // the previous slot otherwise.
 //
+// A bundle may carry a boot partition image (kernel, DTBs, firmware files)
+// besides the root file system. It is built for slot A; on boards whose boot
+// partition names its rootfs in cmdline.txt (Pi 4/5, Config.CmdlineRoots)
+// the agent rewrites that root= for the target slot after verifying the
+// written bytes and before arming (see ota/cmdline).
+//
 // The hardware sits behind two small interfaces: a Slot (a boot + rootfs
 // pair of block devices, or files in tests) and a Bootloader (Pi tryboot in
 // ota/tryboot, U-Boot bootcount in ota/uboot). ota/otatest has fakes of both
@@ -25,6 +31,7 @@ var (
 	ErrVersionMismatch = errors.New("bundle version is not the requested one")
 	ErrTooLarge        = errors.New("bundle image does not fit the slot")
 	ErrReadback        = errors.New("slot read back does not match the bundle")
+	ErrBootImage       = errors.New("bundle boot image cannot be set up for the target slot")
 	ErrBusy            = errors.New("an update is already in progress")
 	ErrTrialPending    = errors.New("the running slot is an update on trial; it must be committed or rolled back first")
 	ErrHealthDeadline  = errors.New("not healthy before the deadline")

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"testing"
 
 	"github.com/onair/onair/ota"
@@ -112,4 +113,48 @@ func headerSize(t *testing.T, path string) int64 {
 		t.Fatal(err)
 	}
 	return h.Size()
+}
+
+// TestNoResumeAfterBootRewrite: once the boot partition's cmdline.txt is
+// rewritten for the target slot, the slot no longer hashes to the signed
+// image, so a power cut after that point makes the next install of the
+// same bundle start from zero instead of resuming past the boot partition
+// (whose read-back would then fail).
+func TestNoResumeAfterBootRewrite(t *testing.T) {
+	b := newBox(t, "pi", v1)
+	b.cfg = func(c *ota.Config) { c.ResumeEvery = 256 << 10 }
+	path := b.makeBundle(v2, b.boardName(), keyOld)
+	a := b.agent()
+	var steps []string
+	ota.SetStepHook(a, func(step string) error {
+		steps = append(steps, step)
+		if step == "save-armed" {
+			return errCrash
+		}
+		return nil
+	})
+	if _, err := a.Install(context.Background(), ota.Request{Source: path}); !errors.Is(err, errCrash) {
+		t.Fatalf("first install: %v", err)
+	}
+	if !slices.Contains(steps, "save-resume") || !slices.Contains(steps, "save-no-resume") {
+		t.Fatalf("steps %v: no resume point was saved and dropped", steps)
+	}
+	b.board.PowerCut()
+	b.powerOn()
+	if rep := b.settle(healthy); rep.Outcome == nil || rep.Outcome.Result != ota.ResultFailed {
+		t.Fatalf("report after the cut %+v", rep)
+	}
+	first := -1
+	if _, err := b.agent().Install(context.Background(), ota.Request{Source: path, Progress: func(p ota.Progress) {
+		if first < 0 {
+			first = p.Percent
+		}
+	}}); err != nil || first != 0 {
+		t.Fatalf("second install: %v, first progress %d%%", err, first)
+	}
+	b.agent().Reboot(context.Background())
+	b.powerOn()
+	if rep := b.settle(healthy); rep.Version != "1.1.0" || rep.Outcome.Result != ota.ResultCommitted {
+		t.Fatalf("report %+v", rep)
+	}
 }

@@ -3,7 +3,8 @@
 //
 //	onair-bundle keygen -out release          # release.key (secret), release.pub
 //	onair-bundle create -key release.key -version 1.4.2 -board pi4 \
-//	    [-boot boot.vfat] -rootfs rootfs.ext4 -out onair-pi4-1.4.2.bundle
+//	    [-boot boot-a.vfat [-boot-root PARTUUID=6f6e6169-05]] -rootfs rootfs.ext4 \
+//	    -out onair-pi4-1.4.2.bundle
 //	onair-bundle verify -keys trusted.pub [-board pi4] onair-pi4-1.4.2.bundle
 //
 // The format is described in docs/bundle.md.
@@ -24,6 +25,7 @@ import (
 	"time"
 
 	"github.com/onair/onair/ota/bundle"
+	"github.com/onair/onair/ota/cmdline"
 )
 
 func main() {
@@ -105,7 +107,8 @@ func create(ctx context.Context, args []string, stdout io.Writer) error {
 	fs.Var(&keys, "key", "private key file; repeat to sign with several keys (key rotation)")
 	version := fs.String("version", "", "firmware version MAJOR.MINOR.PATCH")
 	board := fs.String("board", "", "board: pi4, pi5, zero2w")
-	bootPath := fs.String("boot", "", "boot partition image (optional)")
+	bootPath := fs.String("boot", "", "boot partition image (optional), as built for slot A")
+	bootRoot := fs.String("boot-root", "", "root= that cmdline.txt in the boot image must name (Pi 4/5: slot A's rootfs; the box rewrites it for the slot it installs into)")
 	rootfsPath := fs.String("rootfs", "", "root file system image")
 	out := fs.String("out", "", "bundle file to write")
 	created := fs.String("created-at", "", "creation time, RFC 3339 (default: SOURCE_DATE_EPOCH, else now)")
@@ -113,7 +116,15 @@ func create(ctx context.Context, args []string, stdout io.Writer) error {
 		return err
 	}
 	if len(keys) == 0 || *version == "" || *board == "" || *rootfsPath == "" || *out == "" || fs.NArg() > 0 {
-		return fmt.Errorf("%w: create -key K [-key K2] -version V -board B [-boot IMG] -rootfs IMG -out FILE", flag.ErrHelp)
+		return fmt.Errorf("%w: create -key K [-key K2] -version V -board B [-boot IMG [-boot-root ROOT]] -rootfs IMG -out FILE", flag.ErrHelp)
+	}
+	if *bootRoot != "" {
+		if *bootPath == "" {
+			return fmt.Errorf("%w: -boot-root needs -boot", flag.ErrHelp)
+		}
+		if err := checkBootRoot(*bootPath, *bootRoot); err != nil {
+			return err
+		}
 	}
 	createdAt, err := creationTime(*created)
 	if err != nil {
@@ -156,6 +167,28 @@ func create(ctx context.Context, args []string, stdout io.Writer) error {
 	}
 	fmt.Fprintf(stdout, "%s: version %s for %s, image %d bytes, sha256 %s, %d signature(s)\n",
 		*out, m.Version, m.Board, m.ImageSize, m.ImageSHA256, len(opts.Keys))
+	return nil
+}
+
+// checkBootRoot makes sure the boot image names root, so that a bundle the
+// boxes would refuse after downloading it is not built at all.
+func checkBootRoot(bootPath, root string) error {
+	f, err := os.Open(bootPath)
+	if err != nil {
+		return fmt.Errorf("boot image: %w", err)
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return fmt.Errorf("boot image: %w", err)
+	}
+	got, err := cmdline.Root(f, st.Size())
+	if err != nil {
+		return fmt.Errorf("boot image %s: %w", bootPath, err)
+	}
+	if got != root {
+		return fmt.Errorf("boot image %s: %s names root=%s, -boot-root says %s", bootPath, cmdline.FileName, got, root)
+	}
 	return nil
 }
 
@@ -216,5 +249,18 @@ func verify(ctx context.Context, args []string, stdout io.Writer) error {
 	m := b.Manifest
 	fmt.Fprintf(stdout, "%s: OK, signed by %s: version %s for %s, image %d bytes (boot %d), sha256 %s, created %s\n",
 		fs.Arg(0), b.KeyID, m.Version, m.Board, m.ImageSize, m.BootSize, m.ImageSHA256, m.CreatedAt)
+	if m.BootSize > 0 {
+		// The image is verified now; what its boot partition names is
+		// what a Pi 4/5 box rewrites for the slot it installs into.
+		root, err := cmdline.Root(io.NewSectionReader(f, b.HeaderSize, m.BootSize), m.BootSize)
+		switch {
+		case err == nil:
+			fmt.Fprintf(stdout, "boot image: %s root=%s\n", cmdline.FileName, root)
+		case errors.Is(err, cmdline.ErrNoFile):
+			fmt.Fprintf(stdout, "boot image: no %s (the boot script passes root=)\n", cmdline.FileName)
+		default:
+			fmt.Fprintf(stdout, "boot image: %v\n", err)
+		}
+	}
 	return nil
 }

@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/onair/onair/ota/bundle"
+	"github.com/onair/onair/ota/otatest"
 )
 
 func runOK(t *testing.T, args ...string) string {
@@ -88,5 +89,43 @@ func TestUsage(t *testing.T) {
 	}
 	if err := run(context.Background(), []string{"create", "-key", "/nonexistent", "-version", "1.0.0", "-board", "pi4", "-rootfs", "/nonexistent", "-out", t.TempDir() + "/o"}, &bytes.Buffer{}); err == nil {
 		t.Error("create with missing files succeeded")
+	}
+}
+
+// TestBootRoot: with a real FAT boot image (mkfs.vfat, mcopy), create
+// checks the root= its cmdline.txt names against -boot-root, and verify
+// shows it.
+func TestBootRoot(t *testing.T) {
+	dir := t.TempDir()
+	p := func(name string) string { return filepath.Join(dir, name) }
+	runOK(t, "keygen", "-out", p("k"))
+	otatest.Run(t, "mkfs.vfat", "-C", p("boot-a.vfat"), "1024")
+	if err := os.WriteFile(p("cmdline.txt"), []byte("console=tty1 root=PARTUUID=6f6e6169-05 rootwait ro\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	otatest.Run(t, "mcopy", "-i", p("boot-a.vfat"), p("cmdline.txt"), "::cmdline.txt")
+	if err := os.WriteFile(p("rootfs.img"), bytes.Repeat([]byte("r"), 5000), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	args := func(root string) []string {
+		return []string{"create", "-key", p("k.key"), "-version", "1.0.0", "-board", "pi4", "-boot", p("boot-a.vfat"),
+			"-boot-root", root, "-rootfs", p("rootfs.img"), "-out", p("x.bundle")}
+	}
+	err := run(context.Background(), args("PARTUUID=6f6e6169-06"), &bytes.Buffer{})
+	if err == nil || !strings.Contains(err.Error(), "names root=PARTUUID=6f6e6169-05") {
+		t.Fatalf("create with another -boot-root: %v", err)
+	}
+	if _, err := os.Stat(p("x.bundle")); err == nil {
+		t.Fatal("a refused create left a bundle")
+	}
+	runOK(t, args("PARTUUID=6f6e6169-05")...)
+	out := runOK(t, "verify", "-keys", p("k.pub"), p("x.bundle"))
+	if !strings.Contains(out, "boot image: cmdline.txt root=PARTUUID=6f6e6169-05") {
+		t.Fatalf("verify said %q", out)
+	}
+	err = run(context.Background(), []string{"create", "-key", p("k.key"), "-version", "1.0.0", "-board", "pi4",
+		"-boot-root", "x", "-rootfs", p("rootfs.img"), "-out", p("y.bundle")}, &bytes.Buffer{})
+	if !errors.Is(err, flag.ErrHelp) {
+		t.Fatalf("-boot-root without -boot: %v", err)
 	}
 }

@@ -1,5 +1,7 @@
 // Package bundle reads, writes and authenticates OnAir update bundles: one
-// file holding a signed manifest and the root filesystem image it describes.
+// file holding a signed manifest and the slot image it describes (an
+// optional boot partition image, slot A's, followed by the root file
+// system).
 // The byte layout is documented in docs/bundle.md; this package is its only
 // implementation, shared by the box and by cmd/onair-bundle.
 //

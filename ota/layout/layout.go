@@ -48,6 +48,13 @@ type Slot struct {
 	// BootPartition is the boot partition's number as autoboot.txt names
 	// it (tryboot only).
 	BootPartition int `yaml:"boot_partition"`
+	// CmdlineRoot is the root= value of the cmdline.txt in the slot's boot
+	// partition, e.g. PARTUUID=6f6e6169-05 (tryboot only: there the boot
+	// partition names its rootfs; U-Boot's boot script passes root=
+	// itself). A bundle's boot image is built for slot A and the agent
+	// rewrites its root= to the target slot's value, in place, so A's and
+	// B's values have the same length.
+	CmdlineRoot string `yaml:"cmdline_root"`
 }
 
 // Load reads and checks the layout file; unknown keys are errors.
@@ -87,6 +94,22 @@ func (l Layout) check() error {
 		}
 		if l.Bootloader == "tryboot" && (s.Boot == "" || s.BootPartition < 1 || s.BootPartition > 4) {
 			errs = append(errs, fmt.Errorf("slots.%s: tryboot needs boot and a boot_partition of 1 to 4 (a primary partition)", name))
+		}
+		switch {
+		case l.Bootloader == "tryboot" && s.CmdlineRoot == "":
+			errs = append(errs, fmt.Errorf("slots.%s: tryboot needs cmdline_root, the root= its cmdline.txt names", name))
+		case l.Bootloader != "tryboot" && s.CmdlineRoot != "":
+			errs = append(errs, fmt.Errorf("slots.%s.cmdline_root: only for tryboot; U-Boot's boot script passes root= itself", name))
+		case strings.ContainsAny(s.CmdlineRoot, " \t\r\n"):
+			errs = append(errs, fmt.Errorf("slots.%s.cmdline_root %q: holds white space", name, s.CmdlineRoot))
+		}
+	}
+	if a, b := l.Slots["A"].CmdlineRoot, l.Slots["B"].CmdlineRoot; a != "" && b != "" {
+		switch {
+		case a == b:
+			errs = append(errs, fmt.Errorf("slots: A and B both have cmdline_root %s", a))
+		case len(a) != len(b):
+			errs = append(errs, fmt.Errorf("slots: cmdline_root %s and %s differ in length; the agent rewrites root= in place", a, b))
 		}
 	}
 	if len(l.Slots) != 2 {
@@ -130,6 +153,12 @@ func (l Layout) Config(opt Options) (ota.Config, error) {
 	for i, name := range []string{"A", "B"} {
 		s := l.Slots[name]
 		cfg.Slots[i] = ota.FileSlot{SlotName: name, BootPath: s.Boot, RootfsPath: s.Rootfs}
+		if s.CmdlineRoot != "" {
+			if cfg.CmdlineRoots == nil {
+				cfg.CmdlineRoots = map[string]string{}
+			}
+			cfg.CmdlineRoots[name] = s.CmdlineRoot
+		}
 	}
 	switch l.Bootloader {
 	case "tryboot":

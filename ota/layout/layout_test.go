@@ -47,12 +47,24 @@ func TestImageLayouts(t *testing.T) {
 				if bl.Partitions["A"] != 2 || bl.Partitions["B"] != 3 || bl.Selector.(tryboot.FATPartition).Device != "/dev/mmcblk0p1" {
 					t.Fatalf("tryboot %+v", bl)
 				}
+				// The PARTUUIDs genimage gives rootfs A and B (partitions
+				// 5 and 6 of the disk signature).
+				want := map[string]string{"A": "PARTUUID=6f6e6169-05", "B": "PARTUUID=6f6e6169-06"}
+				if len(cfg.CmdlineRoots) != 2 || cfg.CmdlineRoots["A"] != want["A"] || cfg.CmdlineRoots["B"] != want["B"] {
+					t.Fatalf("cmdline roots %v, want %v", cfg.CmdlineRoots, want)
+				}
+				if !strings.Contains(string(genimage), "disk-signature = 0x6f6e6169") {
+					t.Fatal("genimage.cfg does not set the disk signature the cmdline roots name")
+				}
 				if !strings.Contains(string(genimage), "partition boot-select") {
 					t.Fatal("genimage.cfg has no boot-select partition")
 				}
 			case *uboot.UBoot:
 				if board != "zero2w" {
 					t.Fatalf("%s uses U-Boot", board)
+				}
+				if len(cfg.CmdlineRoots) != 0 {
+					t.Fatalf("U-Boot board with cmdline roots %v", cfg.CmdlineRoots)
 				}
 			default:
 				t.Fatalf("bootloader %T", bl)
@@ -63,12 +75,16 @@ func TestImageLayouts(t *testing.T) {
 
 func TestRefusesBrokenLayouts(t *testing.T) {
 	for name, body := range map[string]string{
-		"unknown key":      "board: pi4\nbootloader: tryboot\nkeys: k\nboot_selector: /dev/x\nslots: {A: {boot: a, rootfs: b, boot_partition: 2}, B: {boot: c, rootfs: d, boot_partition: 3}}\nextra: 1\n",
-		"no board":         "bootloader: uboot\nkeys: k\nslots: {A: {rootfs: b}, B: {rootfs: d}}\n",
-		"one slot":         "board: zero2w\nbootloader: uboot\nkeys: k\nslots: {A: {rootfs: b}}\n",
-		"logical boot":     "board: pi4\nbootloader: tryboot\nkeys: k\nboot_selector: /dev/x\nslots: {A: {boot: a, rootfs: b, boot_partition: 5}, B: {boot: c, rootfs: d, boot_partition: 3}}\n",
-		"no selector":      "board: pi4\nbootloader: tryboot\nkeys: k\nslots: {A: {boot: a, rootfs: b, boot_partition: 2}, B: {boot: c, rootfs: d, boot_partition: 3}}\n",
-		"other bootloader": "board: pi4\nbootloader: grub\nkeys: k\nslots: {A: {rootfs: b}, B: {rootfs: d}}\n",
+		"unknown key":            "board: pi4\nbootloader: tryboot\nkeys: k\nboot_selector: /dev/x\nslots: {A: {boot: a, rootfs: b, boot_partition: 2, cmdline_root: PARTUUID=1-05}, B: {boot: c, rootfs: d, boot_partition: 3, cmdline_root: PARTUUID=1-06}}\nextra: 1\n",
+		"no cmdline root":        "board: pi4\nbootloader: tryboot\nkeys: k\nboot_selector: /dev/x\nslots: {A: {boot: a, rootfs: b, boot_partition: 2}, B: {boot: c, rootfs: d, boot_partition: 3}}\n",
+		"roots differ in length": "board: pi4\nbootloader: tryboot\nkeys: k\nboot_selector: /dev/x\nslots: {A: {boot: a, rootfs: b, boot_partition: 2, cmdline_root: PARTUUID=1-05}, B: {boot: c, rootfs: d, boot_partition: 3, cmdline_root: /dev/sda6}}\n",
+		"same root":              "board: pi4\nbootloader: tryboot\nkeys: k\nboot_selector: /dev/x\nslots: {A: {boot: a, rootfs: b, boot_partition: 2, cmdline_root: PARTUUID=1-05}, B: {boot: c, rootfs: d, boot_partition: 3, cmdline_root: PARTUUID=1-05}}\n",
+		"root with uboot":        "board: zero2w\nbootloader: uboot\nkeys: k\nslots: {A: {rootfs: b, cmdline_root: PARTUUID=1-05}, B: {rootfs: d, cmdline_root: PARTUUID=1-06}}\n",
+		"no board":               "bootloader: uboot\nkeys: k\nslots: {A: {rootfs: b}, B: {rootfs: d}}\n",
+		"one slot":               "board: zero2w\nbootloader: uboot\nkeys: k\nslots: {A: {rootfs: b}}\n",
+		"logical boot":           "board: pi4\nbootloader: tryboot\nkeys: k\nboot_selector: /dev/x\nslots: {A: {boot: a, rootfs: b, boot_partition: 5}, B: {boot: c, rootfs: d, boot_partition: 3}}\n",
+		"no selector":            "board: pi4\nbootloader: tryboot\nkeys: k\nslots: {A: {boot: a, rootfs: b, boot_partition: 2}, B: {boot: c, rootfs: d, boot_partition: 3}}\n",
+		"other bootloader":       "board: pi4\nbootloader: grub\nkeys: k\nslots: {A: {rootfs: b}, B: {rootfs: d}}\n",
 	} {
 		t.Run(name, func(t *testing.T) {
 			path := filepath.Join(t.TempDir(), "firmware.yaml")

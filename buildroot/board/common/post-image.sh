@@ -3,7 +3,8 @@
 #   post-image.sh BINARIES_DIR BOARD        (BOARD: pi4, pi5 or zero2w)
 # with Buildroot's environment (HOST_DIR, BR2_CONFIG). It stages the files of
 # each FAT partition, lets genimage write sdcard.img from board/BOARD/genimage.cfg
-# and signs the OTA bundle of the new root filesystem with onair-bundle.
+# and signs the OTA bundle (slot A's boot partition image + the root filesystem)
+# with onair-bundle.
 #
 # ONAIR_SIGNING_KEY names the ed25519 private key (`onair-bundle keygen`);
 # ONAIR_SIGNING_KEY=none builds the SD card image without a bundle.
@@ -122,12 +123,23 @@ fi
 [ -n "$key" ] || die "ONAIR_SIGNING_KEY is not set: name the private key (or 'none' for no OTA bundle)"
 [ -f "$key" ] || die "signing key $key does not exist"
 
-# The flags are those of cmd/onair-bundle. The bundle carries the root file
-# system only: the boot partitions differ per slot (cmdline.txt names its own
-# rootfs), see buildroot/README.md, "Open points".
+# The flags are those of cmd/onair-bundle. The bundle carries ONE boot
+# partition image, slot A's, and the root file system: boot A and boot B
+# differ only in cmdline.txt's root= (Pi 4/5), which the update agent
+# rewrites in place for the slot it installs into (the slots' values are
+# cmdline_root in firmware.yaml); on the Zero 2 W they are the same bytes
+# (boot.scr passes root=). -boot-root makes the build fail here, rather than
+# on every box, if slot A's cmdline.txt does not name slot A's rootfs.
+boot_root=()
+case "$board" in
+pi4 | pi5) boot_root=(-boot-root "PARTUUID=$signature-05") ;;
+esac
+[ -f "$binaries_dir/boot-a.vfat" ] || die "genimage left no $binaries_dir/boot-a.vfat"
 onair-bundle create \
 	-key "$key" \
 	-version "$version" \
 	-board "$board" \
+	-boot "$binaries_dir/boot-a.vfat" \
+	"${boot_root[@]}" \
 	-rootfs "$binaries_dir/rootfs.ext4" \
 	-out "$binaries_dir/onair-$board-$version.bundle"
