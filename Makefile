@@ -111,7 +111,7 @@ FUZZ_COUNT ?= 3000x
 FUZZ_TARGETS := ./ota/bundle:FuzzOpen ./ota/bundle:FuzzDecodeManifest ./ota/tryboot:FuzzParse \
 	./config:FuzzParse ./media/h264:FuzzInspect ./fleet:FuzzParseCommand ./gpio:FuzzParsePin \
 	./audience:FuzzCheck ./audience:FuzzCleanText ./replay:FuzzScan ./replay:FuzzParseSPS ./replay:FuzzParseRange \
-	./ota/fat:FuzzLookup ./ota/cmdline:FuzzRootValue
+	./ota/fat:FuzzLookup ./ota/cmdline:FuzzRootValue ./device/mjpeg:FuzzDecode
 test-fuzz:
 	@for t in $(FUZZ_TARGETS); do pkg=$${t%%:*}; fn=$${t##*:}; \
 		echo "fuzz $$pkg $$fn $(FUZZ_COUNT)"; \

@@ -36,7 +36,15 @@ type Document struct {
 
 // Video describes the video source and encoder.
 type Video struct {
-	Source        string  `json:"source"`
+	Source string `json:"source"`
+	// SourceFormat is what the source sends (YUYV, MJPEG, H264, I420);
+	// MJPEG is decoded to I420 before the encoder.
+	SourceFormat string `json:"source_format"`
+	// SourceFPS is the rate the camera driver runs at (0: it does not say).
+	SourceFPS float64 `json:"source_fps"`
+	// SourceReason says why the camera runs in this mode, or why the test
+	// pattern is used.
+	SourceReason  string  `json:"source_reason"`
 	Encoder       string  `json:"encoder"`
 	EncoderReason string  `json:"encoder_reason"`
 	Width         int     `json:"width"`

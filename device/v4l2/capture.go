@@ -5,7 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"strings"
+	"math"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -58,8 +58,11 @@ type Mode struct {
 	Height int
 	// Stride is the driver's bytesperline (0 for compressed formats).
 	Stride int
-	// FPS is the frame rate the driver accepted; 0 when it does not say.
+	// FPS is the frame rate the driver runs at (VIDIOC_G_PARM after
+	// S_PARM); 0 when it does not say.
 	FPS float64
+	// Reason says why this mode was chosen (ChooseMode).
+	Reason string
 	// Buffers is how many buffers the driver allocated.
 	Buffers int
 	// Copies is true when the driver pads rows, so each raw frame is copied
@@ -167,20 +170,21 @@ func (s *Source) start(want Config) error {
 			s.name, cString(capability.Card[:]), caps, ErrNotCapture)
 	}
 
-	offered, err := enumFormats(s.dev, bufTypeVideoCapture)
+	offered, err := s.listModes(want)
 	if err != nil {
-		return fmt.Errorf("list formats of %s: %w", s.name, err)
+		return err
 	}
-	code, err := chooseFormat(offered, want.Formats)
+	chosen, err := ChooseMode(offered, want)
 	if err != nil {
 		return fmt.Errorf("open %s: %w", s.name, err)
 	}
-	s.log.Info("camera format chosen", "format", fourccString(code),
-		"offered", offeredNames(offered), "wanted", fmt.Sprint(want.Formats))
-	if err := s.setFormat(code, want); err != nil {
+	s.log.Info("camera mode chosen", "mode", chosen.String(), "reason", chosen.Reason,
+		"wanted", fmt.Sprintf("%dx%d at %d fps", want.Width, want.Height, want.FPS))
+	s.mode.Reason = chosen.Reason
+	if err := s.setFormat(fourccFromString(chosen.FourCC), chosen.Width, chosen.Height); err != nil {
 		return err
 	}
-	if err := s.setFrameRate(want.FPS); err != nil {
+	if err := s.setFrameRate(chosen.FPS); err != nil {
 		return err
 	}
 	count := want.Buffers
@@ -240,75 +244,74 @@ func enumFormats(dev Device, bufType uint32) ([]formatDesc, error) {
 	}
 }
 
-// chooseFormat returns the fourcc of the first wanted format the camera
-// offers; with no preference, the camera's first format we can handle.
-func chooseFormat(offered []formatDesc, wanted []media.PixelFormat) (uint32, error) {
-	if len(wanted) == 0 {
-		for _, d := range offered {
-			if formatOf(d.code) != 0 {
-				return d.code, nil
+// listModes lists the formats, sizes and rates the camera offers, as
+// ChooseMode takes them. A size range is measured again at the size the
+// request lands on in it, since rates usually fall as pictures grow.
+func (s *Source) listModes(want Config) ([]FormatInfo, error) {
+	formats, err := listFormats(s.dev, bufTypeVideoCapture)
+	if err != nil {
+		return nil, fmt.Errorf("list formats of %s: %w", s.name, err)
+	}
+	for i := range formats {
+		if formats[i].Format == 0 {
+			continue
+		}
+		code := fourccFromString(formats[i].FourCC)
+		sizes, err := listSizes(s.dev, code)
+		if errors.Is(err, unix.ENODEV) {
+			return nil, s.deviceError(fmt.Sprintf("list sizes of %s %s", s.name, formats[i].FourCC), err)
+		}
+		if err != nil {
+			// A driver's odd answer to an enumeration only costs the
+			// choice some knowledge: S_FMT and G_PARM still tell the truth.
+			s.log.Info("camera lists its sizes badly", "format", formats[i].FourCC, "error", err)
+		}
+		for j, size := range sizes {
+			if !size.Range {
+				continue
+			}
+			at := FrameSize{
+				Width:  snap(want.Width, size.MinWidth, size.Width, size.StepWidth),
+				Height: snap(want.Height, size.MinHeight, size.Height, size.StepHeight),
+			}
+			if err := listRates(s.dev, code, &at); err == nil && at.MaxFPS > 0 {
+				sizes[j].FrameRates, sizes[j].MinFPS, sizes[j].MaxFPS = at.FrameRates, at.MinFPS, at.MaxFPS
 			}
 		}
+		formats[i].Sizes = sizes
 	}
-	for _, w := range wanted {
-		for _, d := range offered {
-			if formatOf(d.code) == w && w != 0 {
-				return d.code, nil
-			}
-		}
-	}
-	wantNames := make([]string, 0, len(wanted))
-	for _, w := range wanted {
-		wantNames = append(wantNames, w.String())
-	}
-	if len(wantNames) == 0 {
-		wantNames = append(wantNames, "any of I420, NV12, YUYV, H264, MJPEG")
-	}
-	return 0, fmt.Errorf("offers %s, wanted %s: %w",
-		offeredNames(offered), strings.Join(wantNames, ", "), ErrNoFormat)
+	return formats, nil
 }
 
-// offeredNames spells a format list for errors and logs: "YUYV, MJPG".
-func offeredNames(offered []formatDesc) string {
-	if len(offered) == 0 {
-		return "nothing"
-	}
-	names := make([]string, 0, len(offered))
-	for _, d := range offered {
-		names = append(names, fourccString(d.code))
-	}
-	return strings.Join(names, ", ")
-}
-
-// setFormat asks for code at the wanted size and records what the driver
+// setFormat asks for code at the chosen size and records what the driver
 // made of it: drivers round the size to one they support instead of failing.
-func (s *Source) setFormat(code uint32, want Config) error {
+func (s *Source) setFormat(code uint32, width, height int) error {
 	format := v4l2Format{Type: bufTypeVideoCapture}
 	format.Fmt.Pix = v4l2PixFormat{
-		Width:       uint32(want.Width),
-		Height:      uint32(want.Height),
+		Width:       uint32(width),
+		Height:      uint32(height),
 		PixelFormat: code,
 		Field:       fieldNone,
 	}
 	if err := s.ioctl(vidiocSFmt, unsafe.Pointer(&format)); err != nil {
-		return fmt.Errorf("set format %dx%d %s on %s: %w", want.Width, want.Height, fourccString(code), s.name, err)
+		return fmt.Errorf("set format %dx%d %s on %s: %w", width, height, fourccString(code), s.name, err)
 	}
 	pix := format.Fmt.Pix
 	if pix.PixelFormat != code {
 		// We only ask for formats ENUM_FMT listed, so a substitution means
 		// the driver cannot do it in the current input or mode.
 		return fmt.Errorf("set format %dx%d %s on %s: driver gave %s instead",
-			want.Width, want.Height, fourccString(code), s.name, fourccString(pix.PixelFormat))
+			width, height, fourccString(code), s.name, fourccString(pix.PixelFormat))
 	}
 	if pix.Width == 0 || pix.Height == 0 {
-		return fmt.Errorf("set format %dx%d %s on %s: driver gave an empty size", want.Width, want.Height, fourccString(code), s.name)
+		return fmt.Errorf("set format %dx%d %s on %s: driver gave an empty size", width, height, fourccString(code), s.name)
 	}
 	s.mode.Format = formatOf(code)
 	s.mode.FourCC = fourccString(code)
 	s.mode.Width = int(pix.Width)
 	s.mode.Height = int(pix.Height)
-	if pix.Width != uint32(want.Width) || pix.Height != uint32(want.Height) {
-		s.log.Info("camera adjusted the size", "wanted_width", want.Width, "wanted_height", want.Height,
+	if pix.Width != uint32(width) || pix.Height != uint32(height) {
+		s.log.Info("camera adjusted the size", "asked_width", width, "asked_height", height,
 			"width", pix.Width, "height", pix.Height)
 	}
 	if compressed(s.mode.Format) {
@@ -332,30 +335,38 @@ func (s *Source) setFormat(code uint32, want Config) error {
 	return nil
 }
 
-// setFrameRate asks for fps frames per second. Drivers without the
-// timeperframe capability (some HDMI bridges, where the source sets the
-// rate) refuse or ignore it; that is logged, not fatal.
-func (s *Source) setFrameRate(fps int) error {
-	if fps <= 0 {
-		return nil
+// setFrameRate asks for fps frames per second (S_PARM) and reads back what
+// the driver runs at (G_PARM): drivers clamp to a rate they support.
+// Drivers without the timeperframe capability (some HDMI bridges, where the
+// source sets the rate) refuse or ignore it; that is logged, not fatal.
+func (s *Source) setFrameRate(fps float64) error {
+	if fps > 0 {
+		parm := v4l2StreamParm{Type: bufTypeVideoCapture}
+		parm.Parm.Capture.TimePerFrame = intervalOf(fps)
+		err := s.ioctl(vidiocSParm, unsafe.Pointer(&parm))
+		switch {
+		case errors.Is(err, unix.ENOTTY) || errors.Is(err, unix.EINVAL):
+			s.log.Warn("camera does not take a frame rate; it runs at its own", "fps", fps, "error", err)
+		case err != nil:
+			return fmt.Errorf("set frame rate %s fps on %s: %w", fpsString(fps), s.name, err)
+		}
 	}
 	parm := v4l2StreamParm{Type: bufTypeVideoCapture}
-	parm.Parm.Capture.TimePerFrame = v4l2Fract{Numerator: 1, Denominator: uint32(fps)}
-	err := s.ioctl(vidiocSParm, unsafe.Pointer(&parm))
+	err := s.ioctl(vidiocGParm, unsafe.Pointer(&parm))
 	if errors.Is(err, unix.ENOTTY) || errors.Is(err, unix.EINVAL) {
-		s.log.Warn("camera does not take a frame rate; it runs at its own", "fps", fps, "error", err)
+		s.log.Info("camera does not report a frame rate", "error", err)
 		return nil
 	}
 	if err != nil {
-		return fmt.Errorf("set frame rate %d fps on %s: %w", fps, s.name, err)
+		return fmt.Errorf("read frame rate of %s: %w", s.name, err)
 	}
 	tpf := parm.Parm.Capture.TimePerFrame
 	if parm.Parm.Capture.Capability&captureTimePerFrame == 0 || tpf.Numerator == 0 || tpf.Denominator == 0 {
-		s.log.Warn("camera does not report a frame rate", "fps", fps)
+		s.log.Info("camera does not report a frame rate")
 		return nil
 	}
 	s.mode.FPS = float64(tpf.Denominator) / float64(tpf.Numerator)
-	if tpf.Numerator*uint32(fps) != tpf.Denominator {
+	if fps > 0 && math.Abs(s.mode.FPS-fps) > fps*rateTolerance {
 		s.log.Info("camera adjusted the frame rate", "wanted_fps", fps, "fps", s.mode.FPS)
 	}
 	return nil

@@ -25,6 +25,18 @@ type FakeFormat struct {
 	// Sizes the camera can deliver; S_FMT picks the nearest. Empty means
 	// 640x480 only.
 	Sizes []FakeSize
+	// Range, when set, replaces Sizes with a stepwise size range and a
+	// continuous interval range, as HDMI bridges and vivid's non-webcam
+	// inputs enumerate them.
+	Range *FakeRange
+}
+
+// FakeRange is a stepwise range of sizes (a step of 1 makes it continuous)
+// with a continuous range of frame rates at every size.
+type FakeRange struct {
+	MinWidth, MaxWidth, StepWidth    int
+	MinHeight, MaxHeight, StepHeight int
+	MinFPS, MaxFPS                   int
 }
 
 // FakeConfig describes a FakeCamera.
@@ -47,6 +59,10 @@ type FakeConfig struct {
 	// NoMonotonic makes the fake stamp buffers without the
 	// TIMESTAMP_MONOTONIC flag, like drivers that copy timestamps.
 	NoMonotonic bool
+	// Pictures, when set, are the coded frames (MJPEG, H264) the camera
+	// sends, in turn, instead of its numbered pattern; one longer than the
+	// buffer is cut short, as a real one would be.
+	Pictures [][]byte
 }
 
 // FakeCamera is a V4L2 capture device in memory that implements Device and
@@ -61,11 +77,17 @@ type FakeConfig struct {
 //     core blocks or returns EAGAIN in the second case; the fake is stricter
 //     so that a source that loses track of its buffers fails loudly);
 //   - STREAMON without buffers: EINVAL;
+//   - S_PARM while streaming: EBUSY (as UVC answers; the rate is part of
+//     the USB bandwidth negotiated at STREAMON);
+//   - ENUM_FRAMEINTERVALS for a size the format does not list: EINVAL;
 //   - an unknown request: ENOTTY; anything after Close: EBADF;
 //   - after Unplug: ENODEV from every ioctl and mmap, and Poll reports
 //     readiness (POLLERR), as a vanished USB camera does.
 //
-// S_FMT rounds the size to the nearest supported one. Frames are ready as
+// S_FMT rounds the size to the nearest supported one and, like UVC, resets
+// the frame interval when the new size does not list the current one.
+// S_PARM clamps the interval to the nearest one the current size lists
+// (or into the range). Frames are ready as
 // soon as a buffer is queued (unless Pause is in effect); frame n carries
 // the CLOCK_MONOTONIC time of STREAMON plus n frame intervals, its sequence
 // number in its first 4 bytes (little-endian) and the byte n%256 in the rest
@@ -137,11 +159,16 @@ func NewFakeCamera(cfg FakeConfig) *FakeCamera {
 		cfg.Bus = "platform:fake"
 	}
 	f := &FakeCamera{cfg: cfg, wake: make(chan struct{})}
-	if len(cfg.Formats) > 0 {
-		first := cfg.Formats[0]
-		f.setFormat(fourccOf(first.Format), first.Sizes[0])
-	}
 	f.interval = v4l2Fract{Numerator: 1, Denominator: uint32(cfg.FrameRates[0])}
+	if len(cfg.Formats) > 0 {
+		first := &cfg.Formats[0]
+		size := first.Sizes[0]
+		if first.Range != nil {
+			size = FakeSize{Width: first.Range.MaxWidth, Height: first.Range.MaxHeight}
+			f.interval = v4l2Fract{Numerator: 1, Denominator: uint32(first.Range.MaxFPS)}
+		}
+		f.setFormat(fourccOf(first.Format), size)
+	}
 	return f
 }
 
@@ -268,6 +295,9 @@ func (f *FakeCamera) Ioctl(req uintptr, arg unsafe.Pointer) error {
 			return unix.EINVAL
 		}
 		if req == vidiocSParm {
+			if f.streaming {
+				return unix.EBUSY
+			}
 			f.applyInterval(parm.Parm.Capture.TimePerFrame)
 		}
 		parm.Parm.Capture = v4l2CaptureParm{Capability: captureTimePerFrame, TimePerFrame: f.interval}
@@ -349,7 +379,24 @@ func (f *FakeCamera) offered(code uint32) *FakeFormat {
 
 func (f *FakeCamera) enumFrameSizes(e *v4l2FrmSizeEnum) error {
 	format := f.offered(e.PixelFormat)
-	if f.cfg.M2M || format == nil || int(e.Index) >= len(format.Sizes) {
+	if f.cfg.M2M || format == nil {
+		return unix.EINVAL
+	}
+	if r := format.Range; r != nil {
+		if e.Index > 0 {
+			return unix.EINVAL
+		}
+		e.Type = frmTypeStepwise
+		if r.StepWidth <= 1 && r.StepHeight <= 1 {
+			e.Type = frmTypeContinuous
+		}
+		e.Size = v4l2FrmSizeStepwise{
+			MinWidth: uint32(r.MinWidth), MaxWidth: uint32(r.MaxWidth), StepWidth: uint32(max(r.StepWidth, 1)),
+			MinHeight: uint32(r.MinHeight), MaxHeight: uint32(r.MaxHeight), StepHeight: uint32(max(r.StepHeight, 1)),
+		}
+		return nil
+	}
+	if int(e.Index) >= len(format.Sizes) {
 		return unix.EINVAL
 	}
 	size := format.Sizes[e.Index]
@@ -362,6 +409,18 @@ func (f *FakeCamera) enumFrameIntervals(e *v4l2FrmIvalEnum) error {
 	format := f.offered(e.PixelFormat)
 	if f.cfg.M2M || format == nil {
 		return unix.EINVAL
+	}
+	if r := format.Range; r != nil {
+		if e.Index > 0 || !r.contains(int(e.Width), int(e.Height)) {
+			return unix.EINVAL
+		}
+		e.Type = frmTypeContinuous
+		e.Interval = v4l2FrmIvalStepwise{
+			Min:  v4l2Fract{Numerator: 1, Denominator: uint32(r.MaxFPS)},
+			Max:  v4l2Fract{Numerator: 1, Denominator: uint32(r.MinFPS)},
+			Step: v4l2Fract{Numerator: 1, Denominator: 1},
+		}
+		return nil
 	}
 	found := false
 	for _, size := range format.Sizes {
@@ -382,6 +441,14 @@ func (f *FakeCamera) applyFormat(pix *v4l2PixFormat) {
 	chosen := f.offered(pix.PixelFormat)
 	if chosen == nil {
 		chosen = &f.cfg.Formats[0]
+	}
+	if r := chosen.Range; r != nil {
+		f.setFormat(fourccOf(chosen.Format), FakeSize{
+			Width:  snap(int(pix.Width), r.MinWidth, r.MaxWidth, r.StepWidth),
+			Height: snap(int(pix.Height), r.MinHeight, r.MaxHeight, r.StepHeight),
+		})
+		f.interval = r.clamp(f.interval)
+		return
 	}
 	best := chosen.Sizes[0]
 	bestDistance := -1
@@ -443,6 +510,10 @@ func (f *FakeCamera) applyInterval(want v4l2Fract) {
 	}
 	rates := f.cfg.FrameRates
 	if format := f.offered(f.format.PixelFormat); format != nil {
+		if format.Range != nil {
+			f.interval = format.Range.clamp(want)
+			return
+		}
 		rates = f.ratesAt(format, f.format.Width, f.format.Height)
 	}
 	wantFPS := float64(want.Denominator) / float64(want.Numerator)
@@ -453,6 +524,28 @@ func (f *FakeCamera) applyInterval(want v4l2Fract) {
 		}
 	}
 	f.interval = v4l2Fract{Numerator: 1, Denominator: uint32(best)}
+}
+
+// contains reports whether a size lies in the range, on its grid.
+func (r *FakeRange) contains(width, height int) bool {
+	return snap(width, r.MinWidth, r.MaxWidth, r.StepWidth) == width &&
+		snap(height, r.MinHeight, r.MaxHeight, r.StepHeight) == height
+}
+
+// clamp puts a frame interval inside the range, as a driver with a
+// continuous interval range does with what S_PARM asks.
+func (r *FakeRange) clamp(interval v4l2Fract) v4l2Fract {
+	if interval.Numerator == 0 || interval.Denominator == 0 {
+		return v4l2Fract{Numerator: 1, Denominator: uint32(r.MaxFPS)}
+	}
+	fps := float64(interval.Denominator) / float64(interval.Numerator)
+	switch {
+	case fps > float64(r.MaxFPS):
+		return v4l2Fract{Numerator: 1, Denominator: uint32(r.MaxFPS)}
+	case fps < float64(r.MinFPS):
+		return v4l2Fract{Numerator: 1, Denominator: uint32(r.MinFPS)}
+	}
+	return interval
 }
 
 func (f *FakeCamera) reqBufs(req *v4l2RequestBuffers) error {
@@ -574,6 +667,9 @@ func (f *FakeCamera) frameInterval() time.Duration {
 // fill writes frame n's pattern into data and returns the bytes used.
 func (f *FakeCamera) fill(data []byte, n uint32) int {
 	format := formatOf(f.format.PixelFormat)
+	if compressed(format) && len(f.cfg.Pictures) > 0 {
+		return copy(data, f.cfg.Pictures[int(n%uint32(len(f.cfg.Pictures)))])
+	}
 	var header []byte
 	switch format {
 	case media.H264:

@@ -6,6 +6,8 @@ import (
 	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/onair/onair/media"
 )
 
 // fakeDriver drives a FakeCamera with raw ioctls, the way a careless user
@@ -70,6 +72,21 @@ func (d *fakeDriver) stream(on bool, bufType int32) error {
 		req = vidiocStreamOn
 	}
 	return d.cam.Ioctl(req, unsafe.Pointer(&bufType))
+}
+
+// sParm asks for a frame interval and returns what G_PARM reads back.
+func (d *fakeDriver) sParm(num, den uint32) (v4l2Fract, error) {
+	p := v4l2StreamParm{Type: bufTypeVideoCapture}
+	p.Parm.Capture.TimePerFrame = v4l2Fract{Numerator: num, Denominator: den}
+	if err := d.cam.Ioctl(vidiocSParm, unsafe.Pointer(&p)); err != nil {
+		return v4l2Fract{}, err
+	}
+	g := v4l2StreamParm{Type: bufTypeVideoCapture}
+	err := d.cam.Ioctl(vidiocGParm, unsafe.Pointer(&g))
+	if g.Parm.Capture.Capability&captureTimePerFrame == 0 {
+		d.t.Fatalf("G_PARM without the timeperframe capability")
+	}
+	return g.Parm.Capture.TimePerFrame, err
 }
 
 // must fails the test on an error in a step that has to work.
@@ -154,6 +171,23 @@ func TestFakeEnforcesKernelRules(t *testing.T) {
 			func(d *fakeDriver) error { _, err := d.cam.Mmap(5<<fakeCookieShift, 4096); return err }, unix.EINVAL},
 		{"munmap of foreign memory", nil,
 			func(d *fakeDriver) error { return d.cam.Munmap(make([]byte, 16)) }, unix.EINVAL},
+		{"S_PARM while streaming", (*fakeDriver).streaming,
+			func(d *fakeDriver) error { _, err := d.sParm(1, 30); return err }, unix.EBUSY},
+		{"S_PARM wrong type", nil,
+			func(d *fakeDriver) error {
+				p := v4l2StreamParm{Type: bufTypeVideoOutput}
+				return d.cam.Ioctl(vidiocSParm, unsafe.Pointer(&p))
+			}, unix.EINVAL},
+		{"ENUM_FRAMEINTERVALS at a size not listed", nil,
+			func(d *fakeDriver) error {
+				e := v4l2FrmIvalEnum{PixelFormat: pixFmtYUYV, Width: 1000, Height: 600}
+				return d.cam.Ioctl(vidiocEnumFrameIntervals, unsafe.Pointer(&e))
+			}, unix.EINVAL},
+		{"ENUM_FRAMEINTERVALS past the list", nil,
+			func(d *fakeDriver) error {
+				e := v4l2FrmIvalEnum{Index: 3, PixelFormat: pixFmtYUYV, Width: 1280, Height: 720}
+				return d.cam.Ioctl(vidiocEnumFrameIntervals, unsafe.Pointer(&e))
+			}, unix.EINVAL},
 		{"unknown request", nil,
 			func(d *fakeDriver) error { var x int32; return d.cam.Ioctl(iowr('V', 99, 4), unsafe.Pointer(&x)) }, unix.ENOTTY},
 		{"ioctl after close", func(d *fakeDriver) { d.must(d.cam.Close()) },
@@ -259,5 +293,62 @@ func TestFakeFramesCarryMonotonicTimestamps(t *testing.T) {
 	// but on the CLOCK_MONOTONIC line: within seconds of now.
 	if now := int64(monotonicNow()); last < now-10e9 || last > now+10e9 {
 		t.Fatalf("timestamps %d are not on CLOCK_MONOTONIC (now %d)", last, now)
+	}
+}
+
+// hdmiRange is an HDMI bridge-like camera: a stepwise size range with a
+// continuous interval range.
+var hdmiRange = FakeConfig{Formats: []FakeFormat{{Format: media.NV12, Range: &FakeRange{
+	MinWidth: 16, MaxWidth: 1920, StepWidth: 16, MinHeight: 16, MaxHeight: 1080, StepHeight: 8, MinFPS: 1, MaxFPS: 60,
+}}}}
+
+func TestFakeSetParmClampsLikeADriver(t *testing.T) {
+	cfg := FakeConfig{
+		Formats: []FakeFormat{{Format: media.YUYV, Sizes: []FakeSize{
+			{Width: 640, Height: 480, FrameRates: []int{30, 15}},
+			{Width: 1280, Height: 720, FrameRates: []int{10, 5}},
+		}}},
+	}
+	tests := []struct {
+		name          string
+		cfg           FakeConfig
+		width, height int
+		ask, got      v4l2Fract
+	}{
+		{"listed", cfg, 640, 480, v4l2Fract{1, 15}, v4l2Fract{1, 15}},
+		{"nearest listed", cfg, 640, 480, v4l2Fract{1, 25}, v4l2Fract{1, 30}},
+		{"the size's own list", cfg, 1280, 720, v4l2Fract{1, 30}, v4l2Fract{1, 10}},
+		{"zero keeps the current", cfg, 1280, 720, v4l2Fract{0, 0}, v4l2Fract{1, 10}},
+		{"inside a range", hdmiRange, 1280, 720, v4l2Fract{1001, 30000}, v4l2Fract{1001, 30000}},
+		{"above a range", hdmiRange, 1280, 720, v4l2Fract{1, 120}, v4l2Fract{1, 60}},
+		{"below a range", hdmiRange, 1280, 720, v4l2Fract{2, 1}, v4l2Fract{1, 1}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			d := &fakeDriver{t: t, cam: NewFakeCamera(tt.cfg)}
+			pix, err := d.sFmt(tt.width, tt.height, fourccOf(tt.cfg.Formats[0].Format))
+			d.must(err)
+			if int(pix.Width) != tt.width || int(pix.Height) != tt.height {
+				t.Fatalf("S_FMT gave %dx%d", pix.Width, pix.Height)
+			}
+			got, err := d.sParm(tt.ask.Numerator, tt.ask.Denominator)
+			d.must(err)
+			if got != tt.got {
+				t.Fatalf("asked %v, G_PARM says %v, want %v", tt.ask, got, tt.got)
+			}
+		})
+	}
+}
+
+func TestFakeRangeSnapsSizes(t *testing.T) {
+	d := &fakeDriver{t: t, cam: NewFakeCamera(hdmiRange)}
+	pix, err := d.sFmt(1366, 766, pixFmtNV12)
+	d.must(err)
+	if pix.Width != 1360 || pix.Height != 768 {
+		t.Fatalf("S_FMT 1366x766 gave %dx%d, want 1360x768 on the range's grid", pix.Width, pix.Height)
+	}
+	e := v4l2FrmIvalEnum{PixelFormat: pixFmtNV12, Width: 1366, Height: 766}
+	if err := d.cam.Ioctl(vidiocEnumFrameIntervals, unsafe.Pointer(&e)); !errors.Is(err, unix.EINVAL) {
+		t.Fatalf("ENUM_FRAMEINTERVALS off the grid: %v, want EINVAL", err)
 	}
 }

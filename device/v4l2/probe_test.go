@@ -224,16 +224,76 @@ func TestProbeSizeAndRateRanges(t *testing.T) {
 	}
 }
 
-func TestOpenReportsTheRateTheSizeAllows(t *testing.T) {
+func TestOpenLetsTheRateWinOverTheSize(t *testing.T) {
 	cfg := FakeConfig{
 		Formats:    []FakeFormat{{Format: media.YUYV, Sizes: []FakeSize{{Width: 640, Height: 480}, {Width: 1280, Height: 720, FrameRates: []int{10, 5}}}}},
 		FrameRates: []int{30, 15},
 	}
-	src, cam, _ := openFake(t, cfg, Config{Width: 1280, Height: 720, FPS: 30, Formats: []media.PixelFormat{media.YUYV}})
-	if got := src.Mode().FPS; got != 10 {
-		t.Fatalf("Mode().FPS = %v, want the 10 fps that raw 720p allows", got)
+	tests := []struct {
+		fps           int
+		width, height int
+	}{
+		// Raw 720p only comes at 10 fps: 30 fps means the smaller size.
+		{30, 640, 480},
+		// At 10 fps the wanted size is there.
+		{10, 1280, 720},
 	}
-	if got := cam.State().FPS; got != 10 {
-		t.Fatalf("camera runs at %d fps, want 10", got)
+	for _, tt := range tests {
+		src, cam, _ := openFake(t, cfg, Config{Width: 1280, Height: 720, FPS: tt.fps, Formats: []media.PixelFormat{media.YUYV}})
+		m := src.Mode()
+		if m.Width != tt.width || m.Height != tt.height || m.FPS != float64(tt.fps) {
+			t.Fatalf("at %d fps: Mode() = %dx%d at %v fps, want %dx%d at %d", tt.fps, m.Width, m.Height, m.FPS, tt.width, tt.height, tt.fps)
+		}
+		if st := cam.State(); st.FPS != tt.fps || st.Width != tt.width {
+			t.Fatalf("at %d fps: camera runs %dx%d at %d fps", tt.fps, st.Width, st.Height, st.FPS)
+		}
+		if m.Reason == "" {
+			t.Fatalf("at %d fps: no reason given for the mode", tt.fps)
+		}
+	}
+}
+
+func TestOpenChoosesTheModeThatKeepsTheRate(t *testing.T) {
+	// A USB 2 webcam: raw 720p at 10 fps, MJPEG 720p at 30.
+	uvc := FakeConfig{Formats: []FakeFormat{
+		{Format: media.YUYV, Sizes: []FakeSize{{Width: 640, Height: 480}, {Width: 1280, Height: 720, FrameRates: []int{10, 5}}}},
+		{Format: media.MJPEG, Sizes: []FakeSize{{Width: 640, Height: 480}, {Width: 1280, Height: 720}}},
+	}, FrameRates: []int{30, 15}}
+	raw := []media.PixelFormat{media.I420, media.YUYV, media.MJPEG}
+	tests := []struct {
+		name   string
+		cfg    FakeConfig
+		want   Config
+		mode   Mode
+		fourcc string
+	}{
+		{"webcam 720p30", uvc, Config{Width: 1280, Height: 720, FPS: 30, Formats: raw},
+			Mode{Format: media.MJPEG, FourCC: "MJPG", Width: 1280, Height: 720, FPS: 30,
+				Reason: "YUYV 1280x720 gives only 10 fps; MJPEG 1280x720 gives 30 fps"}, "MJPG"},
+		{"webcam 480p30", uvc, Config{Width: 640, Height: 480, FPS: 30, Formats: raw},
+			Mode{Format: media.YUYV, FourCC: "YUYV", Width: 640, Height: 480, Stride: 1280, FPS: 30,
+				Reason: "YUYV 640x480 gives 30 fps"}, "YUYV"},
+		{"range 720p30", hdmiRange, Config{Width: 1280, Height: 720, FPS: 30},
+			Mode{Format: media.NV12, FourCC: "NV12", Width: 1280, Height: 720, Stride: 1280, FPS: 30,
+				Reason: "NV12 1280x720 gives 30 fps"}, "NV12"},
+		{"range faster than it goes", hdmiRange, Config{Width: 1920, Height: 1080, FPS: 90},
+			Mode{Format: media.NV12, FourCC: "NV12", Width: 1920, Height: 1080, Stride: 1920, FPS: 60,
+				Reason: "no mode gives 90 fps; fastest is NV12 1920x1080 at 60 fps"}, "NV12"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			src, cam, _ := openFake(t, tt.cfg, tt.want)
+			m := src.Mode()
+			m.Buffers = 0
+			if !reflect.DeepEqual(m, tt.mode) {
+				t.Fatalf("Mode() =\n%+v\nwant\n%+v", m, tt.mode)
+			}
+			if st := cam.State(); st.FourCC != tt.fourcc || st.Width != tt.mode.Width || st.FPS != int(tt.mode.FPS) {
+				t.Fatalf("camera runs %s %dx%d at %d fps", st.FourCC, st.Width, st.Height, st.FPS)
+			}
+			if f := read(t, src); f.Format != tt.mode.Format || f.Width != tt.mode.Width {
+				t.Fatalf("frame %s %dx%d", f.Format, f.Width, f.Height)
+			}
+		})
 	}
 }

@@ -82,7 +82,7 @@ func TestDriverQuirks(t *testing.T) {
 		{
 			name: "driver without frame rate control",
 			bend: func(req uintptr, arg unsafe.Pointer, real func() error) error {
-				if req == vidiocSParm {
+				if req == vidiocSParm || req == vidiocGParm {
 					return unix.ENOTTY
 				}
 				return real()
@@ -90,6 +90,59 @@ func TestDriverQuirks(t *testing.T) {
 			check: func(t *testing.T, m Mode) {
 				if m.FPS != 0 {
 					t.Errorf("FPS = %v, want 0 (unknown)", m.FPS)
+				}
+			},
+		},
+		{
+			name: "driver reports a rate it does not take",
+			bend: func(req uintptr, arg unsafe.Pointer, real func() error) error {
+				if req == vidiocSParm {
+					return unix.EINVAL
+				}
+				return real()
+			},
+			check: func(t *testing.T, m Mode) {
+				if m.FPS != 30 {
+					t.Errorf("FPS = %v, want the 30 that G_PARM reports", m.FPS)
+				}
+			},
+		},
+		{
+			name: "driver without timeperframe capability",
+			bend: func(req uintptr, arg unsafe.Pointer, real func() error) error {
+				err := real()
+				if req == vidiocGParm {
+					(*v4l2StreamParm)(arg).Parm.Capture.Capability = 0
+				}
+				return err
+			},
+			check: func(t *testing.T, m Mode) {
+				if m.FPS != 0 {
+					t.Errorf("FPS = %v, want 0 (unknown)", m.FPS)
+				}
+			},
+		},
+		{
+			name: "reading the rate fails",
+			bend: func(req uintptr, arg unsafe.Pointer, real func() error) error {
+				if req == vidiocGParm {
+					return unix.EIO
+				}
+				return real()
+			},
+			err: "read frame rate of /dev/video0: input/output error",
+		},
+		{
+			name: "size enumeration fails oddly",
+			bend: func(req uintptr, arg unsafe.Pointer, real func() error) error {
+				if req == vidiocEnumFrameSizes {
+					return unix.EIO
+				}
+				return real()
+			},
+			check: func(t *testing.T, m Mode) {
+				if m.Width != 640 || m.FPS != 30 || !strings.Contains(m.Reason, "lists no sizes") {
+					t.Errorf("mode %+v, want 640x480 at 30 fps taken without a list", m)
 				}
 			},
 		},

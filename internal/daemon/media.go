@@ -5,12 +5,14 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"os"
 	"path/filepath"
 
 	"github.com/onair/onair/config"
 	"github.com/onair/onair/device"
 	"github.com/onair/onair/device/alsa"
+	"github.com/onair/onair/device/mjpeg"
 	"github.com/onair/onair/device/testsrc"
 	"github.com/onair/onair/device/v4l2"
 	"github.com/onair/onair/encoder"
@@ -77,25 +79,36 @@ func openMedia(cfg config.Config, clock *device.Clock, log *slog.Logger) (m open
 
 	switch cfg.Video.Source {
 	case "v4l2", "auto":
-		formats := []media.PixelFormat{media.I420, media.YUYV}
+		// Raw formats the encoders take, then MJPEG (decoded here to
+		// I420): device/v4l2 picks among them so that the frame rate wins.
+		// NV12 is left out because x264 takes only I420 and YUYV.
+		formats := []media.PixelFormat{media.I420, media.YUYV, media.MJPEG}
 		if cfg.Video.Encoder == "passthrough" {
 			formats = []media.PixelFormat{media.H264}
 		}
-		cam, camErr := openCamera(cfg, formats, clock, log)
+		cam, mode, camErr := openCamera(cfg, formats, clock, log)
 		if camErr == nil {
-			mode := cam.Mode()
 			m.video.Source, m.video.Name, m.camera = cam, cfg.Video.Device, true
 			w, h = mode.Width, mode.Height
-			caps.CameraFormat = mode.Format
+			if mode.FPS > 0 {
+				fps = int(math.Round(mode.FPS))
+			}
+			caps.CameraFormat = deliveredFormat(mode)
 			m.videoStatus.Source = cfg.Video.Device
+			m.videoStatus.SourceFormat = mode.Format.String()
+			m.videoStatus.SourceFPS = math.Round(mode.FPS*100) / 100
+			m.videoStatus.SourceReason = mode.Reason
+			log.Info("video source: camera", "device", cfg.Video.Device, "format", mode.FourCC,
+				"size", fmt.Sprintf("%dx%d", mode.Width, mode.Height), "fps", mode.FPS,
+				"delivers", caps.CameraFormat.String(), "reason", mode.Reason)
 			// A camera unplugged while the box runs is looked for again; it
 			// comes back only in the mode the encoder was opened for.
 			m.video.Reopen = func(context.Context) (device.VideoSource, error) {
-				again, err := openCamera(cfg, formats, clock, log)
+				again, got, err := openCamera(cfg, formats, clock, log)
 				if err != nil {
 					return nil, err
 				}
-				if got := again.Mode(); got.Width != mode.Width || got.Height != mode.Height || got.Format != mode.Format {
+				if got.Width != mode.Width || got.Height != mode.Height || got.Format != mode.Format {
 					again.Close()
 					return nil, fmt.Errorf("camera %s came back as %dx%d %v, the encoder runs at %dx%d %v: restart to use it",
 						cfg.Video.Device, got.Width, got.Height, got.Format, mode.Width, mode.Height, mode.Format)
@@ -108,6 +121,7 @@ func openMedia(cfg config.Config, clock *device.Clock, log *slog.Logger) (m open
 			return m, fmt.Errorf("video.source v4l2: %w", camErr)
 		}
 		log.Info("video source: test pattern", "reason", camErr.Error())
+		m.videoStatus.SourceReason = "no camera: " + camErr.Error()
 		fallthrough
 	default:
 		if m.video.Source, err = pattern(); err != nil {
@@ -115,6 +129,11 @@ func openMedia(cfg config.Config, clock *device.Clock, log *slog.Logger) (m open
 		}
 		m.video.Name = "test pattern"
 		m.videoStatus.Source = "test"
+		m.videoStatus.SourceFormat = media.I420.String()
+		m.videoStatus.SourceFPS = float64(fps)
+		if m.videoStatus.SourceReason == "" {
+			m.videoStatus.SourceReason = "video.source is " + cfg.Video.Source
+		}
 	}
 	m.video.Fallback = pattern
 
@@ -204,15 +223,30 @@ func openMicrophone(cfg config.Config, clock *device.Clock, log *slog.Logger) (*
 	return alsa.Open(alsa.Config{Device: cfg.Audio.Device, SampleRate: testsrc.ToneSampleRate, Channels: 1, Logger: log}, clock)
 }
 
-func openCamera(cfg config.Config, formats []media.PixelFormat, clock *device.Clock, log *slog.Logger) (*v4l2.Source, error) {
+// openCamera opens the camera in the mode device/v4l2 chooses for the
+// configured size and rate. An MJPEG mode is decoded to I420 on the way,
+// so the encoder never sees MJPEG.
+func openCamera(cfg config.Config, formats []media.PixelFormat, clock *device.Clock, log *slog.Logger) (device.VideoSource, v4l2.Mode, error) {
 	if _, err := os.Stat(cfg.Video.Device); err != nil {
-		return nil, fmt.Errorf("no camera at %s", cfg.Video.Device)
+		return nil, v4l2.Mode{}, fmt.Errorf("no camera at %s", cfg.Video.Device)
 	}
 	cam, err := v4l2.Open(cfg.Video.Device, v4l2.Config{
 		Width: cfg.Video.Width, Height: cfg.Video.Height, FPS: cfg.Video.FPS, Formats: formats, Logger: log,
 	}, clock)
 	if err != nil {
-		return nil, fmt.Errorf("camera %s: %w", cfg.Video.Device, err)
+		return nil, v4l2.Mode{}, fmt.Errorf("camera %s: %w", cfg.Video.Device, err)
 	}
-	return cam, nil
+	mode := cam.Mode()
+	if mode.Format == media.MJPEG {
+		return mjpeg.NewSource(cam, log.With("device", cfg.Video.Device)), mode, nil
+	}
+	return cam, mode, nil
+}
+
+// deliveredFormat is the format of the frames the camera source hands on.
+func deliveredFormat(mode v4l2.Mode) media.PixelFormat {
+	if mode.Format == media.MJPEG {
+		return media.I420
+	}
+	return mode.Format
 }

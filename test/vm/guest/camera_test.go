@@ -125,19 +125,22 @@ func TestCameraCapture(t *testing.T) {
 	inGuest(t)
 	info := findVivid(t)
 	bars := map[media.PixelFormat][]colour{}
+	// The rates are ones vivid lists at these sizes, so that the mode
+	// choice keeps the size (the rate wins over it: TestCameraModeChoice).
 	for _, tc := range []struct {
 		format        media.PixelFormat
 		width, height int
+		fps           int
 	}{
-		{media.YUYV, 1280, 720},
-		{media.NV12, 1280, 720},
-		{media.I420, 1280, 720},
-		{media.YUYV, 640, 480},
+		{media.YUYV, 1280, 720, 10},
+		{media.NV12, 1280, 720, 10},
+		{media.I420, 1280, 720, 10},
+		{media.YUYV, 640, 480, 25},
 	} {
 		t.Run(fmt.Sprintf("%s_%dx%d", tc.format, tc.width, tc.height), func(t *testing.T) {
 			clock := device.NewClock()
 			src, err := v4l2.Open(info.Path, v4l2.Config{
-				Width: tc.width, Height: tc.height, FPS: 30,
+				Width: tc.width, Height: tc.height, FPS: tc.fps,
 				Formats: []media.PixelFormat{tc.format}, Logger: testLogger(t),
 			}, clock)
 			if err != nil {
@@ -153,8 +156,8 @@ func TestCameraCapture(t *testing.T) {
 			if mode.Format != tc.format || mode.Width != tc.width || mode.Height != tc.height {
 				t.Fatalf("mode %s %dx%d, want %s %dx%d", mode.Format, mode.Width, mode.Height, tc.format, tc.width, tc.height)
 			}
-			if mode.FPS <= 0 {
-				t.Fatalf("driver reported no frame rate")
+			if mode.FPS != float64(tc.fps) {
+				t.Fatalf("driver runs at %v fps, want the %d asked for", mode.FPS, tc.fps)
 			}
 			const frames = 5
 			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
@@ -221,6 +224,87 @@ func TestCameraCapture(t *testing.T) {
 				t.Errorf("%s bar %d is %v, YUYV has %v", f, i, got[i], want[i])
 			}
 		}
+	}
+}
+
+// TestCameraModeChoice runs the mode choice on what vivid lists and checks
+// that the real driver takes the chosen mode: S_FMT, then S_PARM with the
+// chosen interval, read back with G_PARM, and frames that come at that rate.
+// vivid's webcam input lists fewer rates as sizes grow (1280x720 only up to
+// 12.5 fps, 640x480 up to 25, 640x360 up to 40).
+func TestCameraModeChoice(t *testing.T) {
+	inGuest(t)
+	info := findVivid(t)
+	rawThenMJPEG := []media.PixelFormat{media.I420, media.NV12, media.YUYV, media.MJPEG}
+	for _, tc := range []struct {
+		name string
+		want v4l2.Config
+		// The mode vivid offers for it.
+		format        media.PixelFormat
+		width, height int
+		fps           float64
+	}{
+		{"720p30: the nearest size at 30 fps", v4l2.Config{Width: 1280, Height: 720, FPS: 30, Formats: rawThenMJPEG},
+			media.I420, 640, 360, 30},
+		{"720p10: the size at its rate", v4l2.Config{Width: 1280, Height: 720, FPS: 10, Formats: []media.PixelFormat{media.YUYV}},
+			media.YUYV, 1280, 720, 10},
+		{"720p12: the next listed rate up", v4l2.Config{Width: 1280, Height: 720, FPS: 12, Formats: []media.PixelFormat{media.NV12}},
+			media.NV12, 1280, 720, 12.5},
+		{"480p20: the next listed rate up", v4l2.Config{Width: 640, Height: 480, FPS: 20, Formats: []media.PixelFormat{media.YUYV}},
+			media.YUYV, 640, 480, 25},
+		{"1080p90: nothing that fast, the fastest", v4l2.Config{Width: 1920, Height: 1080, FPS: 90, Formats: []media.PixelFormat{media.YUYV}},
+			media.YUYV, 320, 180, 60},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			choice, err := v4l2.ChooseMode(info.Formats, tc.want)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Logf("chose %s: %s", choice, choice.Reason)
+			if choice.Format != tc.format || choice.Width != tc.width || choice.Height != tc.height || choice.FPS != tc.fps {
+				t.Fatalf("chose %s, want %s %dx%d at %v fps", choice, tc.format, tc.width, tc.height, tc.fps)
+			}
+			tc.want.Logger = testLogger(t)
+			clock := device.NewClock()
+			src, err := v4l2.Open(info.Path, tc.want, clock)
+			if err != nil {
+				t.Fatalf("open: %v", err)
+			}
+			defer func() {
+				if err := src.Close(); err != nil {
+					t.Errorf("close: %v", err)
+				}
+			}()
+			mode := src.Mode()
+			t.Logf("driver runs %s %dx%d at %v fps (G_PARM)", mode.FourCC, mode.Width, mode.Height, mode.FPS)
+			if mode.Format != tc.format || mode.Width != tc.width || mode.Height != tc.height || mode.FPS != tc.fps {
+				t.Fatalf("driver runs %s %dx%d at %v fps, want %s %dx%d at %v", mode.Format, mode.Width, mode.Height, mode.FPS,
+					tc.format, tc.width, tc.height, tc.fps)
+			}
+			if mode.Reason != choice.Reason {
+				t.Errorf("mode reason %q, the choice said %q", mode.Reason, choice.Reason)
+			}
+			// The kernel's timestamps show the rate vivid really runs at.
+			// Each one jitters with the emulated CPU (and the first is off
+			// the grid), so the mean spacing of the later ones is checked:
+			// it tells 30 fps from the 12.5 or 60 of a wrong interval.
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			defer cancel()
+			var stamps []time.Duration
+			for range 8 {
+				frame, err := src.ReadVideo(ctx)
+				if err != nil {
+					t.Fatal(err)
+				}
+				stamps = append(stamps, frame.Capture)
+			}
+			period := time.Duration(float64(time.Second) / tc.fps)
+			mean := (stamps[len(stamps)-1] - stamps[1]) / time.Duration(len(stamps)-2)
+			t.Logf("frames %v apart on average, the rate's period is %v", mean, period)
+			if mean < period*4/5 || mean > period*5/4 {
+				t.Errorf("frames come %v apart on average, want about %v", mean, period)
+			}
+		})
 	}
 }
 
