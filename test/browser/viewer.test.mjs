@@ -316,9 +316,10 @@ describe("viewer page in headless Chromium", () => {
     const ms = (v) => `${Math.round(v)} ms`;
     for (const r of runs) {
       // Each step's time since navigation start; the viewer's own marks show
-      // ICE gathering (offer -> gathered) apart from the WHEP round trip.
+      // the offer (sent without waiting for ICE gathering) apart from the
+      // WHEP round trip.
       const steps = [["html", r.html], ["DOMContentLoaded", r.domContentLoaded],
-        ...["offer", "gathered"].map((k) => [k, r.marks[k]]), ["WHEP answered", r.whepAnswered],
+        ...["offer"].map((k) => [k, r.marks[k]]), ["WHEP answered", r.whepAnswered],
         ...["answer", "connected"].map((k) => [k, r.marks[k]])];
       console.log(`# page load -> first decoded frame: ${ms(r.firstFrame)} (${r.how}; ` +
         steps.filter(([, v]) => v !== undefined).map(([k, v]) => `${k} ${ms(v)}`).join(", ") + ")");
