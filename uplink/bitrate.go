@@ -22,6 +22,22 @@ const (
 	lossHold = 0.02
 	// rembMaxAge forgets a REMB the server stopped sending.
 	rembMaxAge = 5 * time.Second
+	// A target below steepFall of the bitrate in force when the fall began
+	// is a steep fall: the path lost most of its capacity at once (a rate
+	// cap, a handover), its queue overflows, and the pictures in flight are
+	// mostly lost. A fall is the decreases that follow each other within
+	// steepWindow: GCC may take a cap in several steps of one feedback
+	// each (3751, 1880, 1476, 1243, 838 kbit/s within 0.3 s, seen at a
+	// 1000 kbit/s cap), none of them under half the one before.
+	// The encoder then gets steepMargin of the target: the first estimate
+	// after such a fall is measured over a window that still holds traffic
+	// from before it, and overstates what is left (GCC said 1570 kbit/s
+	// of a link just capped at 1000, twice); under it, the queue drains,
+	// and the usual climb finds the rest within seconds. The session also
+	// pauses video and restarts it with a keyframe (drainPause).
+	steepFall   = 0.5
+	steepMargin = 0.6
+	steepWindow = time.Second
 	// maxFrameDivisor is the lowest frame rate the uplink asks for: a
 	// quarter of the camera's (7.5 fps from 30). Below it the picture would
 	// be a slide show; the bitrate floor then holds and packets queue.
@@ -51,6 +67,11 @@ type controller struct {
 	// bits per picture kept, each frame keeps its quality).
 	divisor       int
 	lastDivChange time.Time
+	// The current fall (see steepWindow): the bitrate in force when it
+	// began, its last decrease, and whether it was found steep already.
+	fallFromKbps int
+	lastFall     time.Time
+	fallSteep    bool
 }
 
 func newController(minKbps, maxKbps, startKbps int) *controller {
@@ -116,12 +137,21 @@ func (c *controller) frames(now time.Time, s signals) (divisor int, changed bool
 	return next, true
 }
 
-// update takes the latest feedback and returns the encoder bitrate and
-// whether it changed.
-func (c *controller) update(now time.Time, s signals) (kbps int, changed bool) {
+// update takes the latest feedback and returns the encoder bitrate, whether
+// it changed, and whether that was a steep fall.
+func (c *controller) update(now time.Time, s signals) (kbps int, changed, steep bool) {
 	t := c.target(s)
 	next := c.chosenKbps
+	if t < c.chosenKbps {
+		if c.lastFall.IsZero() || now.Sub(c.lastFall) > steepWindow {
+			c.fallFromKbps, c.fallSteep = c.chosenKbps, false
+		}
+		c.lastFall = now
+	}
 	switch {
+	case t < c.chosenKbps && !c.fallSteep && float64(t) < steepFall*float64(c.fallFromKbps):
+		next, steep = max(c.minKbps, int(float64(t)*steepMargin)), true
+		c.fallSteep = true
 	case t < c.chosenKbps:
 		next = t
 	case t > c.chosenKbps && (c.lastChange.IsZero() || now.Sub(c.lastChange) >= upInterval):
@@ -129,10 +159,10 @@ func (c *controller) update(now time.Time, s signals) (kbps int, changed bool) {
 	}
 	diff := next - c.chosenKbps
 	if diff == 0 || (abs(diff) < int(float64(c.chosenKbps)*changeThreshold) && next != c.minKbps && next != c.maxKbps) {
-		return c.chosenKbps, false
+		return c.chosenKbps, false, false
 	}
 	c.chosenKbps, c.lastChange = next, now
-	return next, true
+	return next, true, steep
 }
 
 func clamp(v, lo, hi int) int { return max(lo, min(v, hi)) }

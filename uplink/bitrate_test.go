@@ -26,7 +26,7 @@ func TestControllerSteps(t *testing.T) {
 	}
 	c := newController(200, 2000, 1000)
 	for _, s := range steps {
-		got, changed := c.update(t0.Add(s.at), s.sig)
+		got, changed, _ := c.update(t0.Add(s.at), s.sig)
 		if got != s.want || changed != s.changed {
 			t.Errorf("%s: got %d (changed %v), want %d (changed %v)", s.name, got, changed, s.want, s.changed)
 		}
@@ -41,6 +41,46 @@ func TestControllerSteps(t *testing.T) {
 	}
 	if c.chosenKbps != 2000 || steps2 < 15 {
 		t.Errorf("from 225 to %d kbps in %d steps of %s, want the maximum after at least 15", c.chosenKbps, steps2, upInterval)
+	}
+}
+
+// A link that loses most of its capacity at once (an estimate under half
+// the bitrate in force) gets an encoder under the estimate's share, and the
+// session is told (it pauses video and restarts with a keyframe); a fall
+// within the usual range is followed as it is.
+func TestControllerSteepFall(t *testing.T) {
+	t0 := time.Unix(0, 0)
+	c := newController(300, 4000, 3700)
+	kbps, changed, steep := c.update(t0, signals{twccKbps: 3000, loss: -1})
+	if kbps != 2550 || !changed || steep {
+		t.Errorf("3700 -> estimate 3000: %d kbps (changed %v, steep %v), want 2550, not steep", kbps, changed, steep)
+	}
+	c = newController(300, 4000, 3700)
+	kbps, changed, steep = c.update(t0, signals{twccKbps: 1570, loss: -1})
+	if kbps != 800 || !changed || !steep {
+		t.Errorf("3700 -> estimate 1570 (its video share 1334): %d kbps (changed %v, steep %v), want 800, steep", kbps, changed, steep)
+	}
+	kbps, changed, steep = c.update(t0.Add(200*time.Millisecond), signals{twccKbps: 1570, loss: -1})
+	if changed || steep {
+		t.Errorf("the same estimate again: %d kbps (changed %v, steep %v), want no change", kbps, changed, steep)
+	}
+	if kbps, _, _ = c.update(t0.Add(time.Second), signals{twccKbps: 1570, loss: -1}); kbps != 897 {
+		t.Errorf("a second later with room: %d kbps, want the usual step up to 897", kbps)
+	}
+	// GCC's steps at a 1000 kbit/s cap, one per feedback.
+	c = newController(300, 4000, 3751)
+	for i, step := range []struct {
+		estimateKbps, want int
+		steep              bool
+	}{{2212, 1880, false}, {1737, 885, true}, {1463, 885, false}, {987, 838, false}, {739, 628, false}} {
+		kbps, _, steep := c.update(t0.Add(time.Duration(i)*100*time.Millisecond), signals{twccKbps: step.estimateKbps, loss: -1})
+		if kbps != step.want || steep != step.steep {
+			t.Errorf("fall in steps, estimate %d: %d kbps (steep %v), want %d (steep %v)", step.estimateKbps, kbps, steep, step.want, step.steep)
+		}
+	}
+	c = newController(300, 4000, 1000)
+	if kbps, _, steep := c.update(t0, signals{twccKbps: 100, loss: -1}); kbps != 300 || !steep {
+		t.Errorf("steep fall to under the minimum: %d kbps (steep %v), want 300, steep", kbps, steep)
 	}
 }
 

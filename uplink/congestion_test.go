@@ -169,8 +169,23 @@ func TestLinkCutReconnects(t *testing.T) {
 
 	path.cut.Store(true)
 	cutAt := time.Now()
-	st := waitState(ctx, t, up.Uplink, Retrying)
-	t.Logf("cut: retrying after %s: %s", time.Since(cutAt).Round(10*time.Millisecond), st.Error)
+	// The status leaves up once the server has been silent for
+	// iceDisconnected, and the session ends after iceFailed; ICE looks
+	// once per keepalive interval, and a busy machine adds some more.
+	// Before: up for 7 s (pion adds the disconnected timeout to the
+	// failed one) and more while the DELETE to the lost server waited.
+	st := waitFor(ctx, t, up.Uplink, "state no longer up", func(s Status) bool { return s.State != Up })
+	leftUp := time.Since(cutAt)
+	t.Logf("cut: %s after %s: %s", st.State, leftUp.Round(10*time.Millisecond), st.Error)
+	if leftUp > 2*iceDisconnected || st.DownSince.IsZero() {
+		t.Errorf("cut: the status left up after %s (down since %v), want within about %s", leftUp.Round(10*time.Millisecond), st.DownSince, iceDisconnected)
+	}
+	st = waitState(ctx, t, up.Uplink, Retrying)
+	retrying := time.Since(cutAt)
+	t.Logf("cut: retrying after %s: %s", retrying.Round(10*time.Millisecond), st.Error)
+	if retrying > iceFailed+3*iceKeepalive/2 {
+		t.Errorf("cut: retrying only after %s, want about %s", retrying.Round(10*time.Millisecond), iceFailed)
+	}
 	select {
 	case <-time.After(time.Until(cutAt.Add(10 * time.Second))):
 	case <-ctx.Done():

@@ -61,9 +61,20 @@ func TestRealNetwork(t *testing.T) {
 	if res.adaptDown < 0 {
 		t.Errorf("capped at %d kbit/s: the uplink's bitrate never came under the cap (lowest %d kbps)", capKbps, capped.minKbps)
 	}
-	// The step from the open path's bitrate down to the cap costs a freeze
-	// (the queue overflows before the encoder's output comes down), which
-	// the results report; once adapted, the picture must keep moving.
+	// The demand: under the cap the receiver keeps decoding, no
+	// freeze longer than 1 s, also at the step down. A freeze is judged by
+	// when the receiver had its pictures (stamped there); if this machine
+	// was too busy to run the encoder or the test on time during it, the
+	// freeze says nothing about the uplink, and the log says so.
+	if capped.longestFreeze >= time.Second {
+		if res.starvedInFreeze != "" {
+			t.Logf("capped: longest freeze %s not judged: the machine was starved during it (%s)",
+				capped.longestFreeze.Round(time.Millisecond), res.starvedInFreeze)
+		} else {
+			t.Errorf("capped at %d kbit/s: the receiver froze for %s, want under 1 s",
+				capKbps, capped.longestFreeze.Round(time.Millisecond))
+		}
+	}
 	if capped.settledFreeze > time.Second {
 		t.Errorf("capped: %s after the cap the receiver still froze for %s, want at most 1 s",
 			settleTime, capped.settledFreeze.Round(time.Millisecond))
@@ -71,9 +82,13 @@ func TestRealNetwork(t *testing.T) {
 	if capped.delivered < capped.sent/2 {
 		t.Errorf("capped: only %d of %d pictures decodable at the receiver", capped.delivered, capped.sent)
 	}
-	if res.aboveCap < 0 {
-		t.Errorf("cap lifted: the bitrate did not climb back above %d kbps within %s (highest %d kbps)",
-			capKbps*3/2, lifted.length(), lifted.maxKbps)
+	// Back past the cap within the 20 s after it is lifted. How fast is
+	// GCC's ramp (some 8 % a second after a congestion), which a busy
+	// machine slows further (its own delays look like congestion): the
+	// times to 1.5x the cap and to 90 % of before are reported, not judged.
+	if res.pastCap < 0 {
+		t.Errorf("cap lifted: the bitrate did not climb back above the cap of %d kbps within %s (highest %d kbps)",
+			capKbps, lifted.length(), lifted.maxKbps)
 	}
 	if loss.sessions > 0 {
 		t.Errorf("5 %% loss made the uplink reconnect (%d new sessions)", loss.sessions)
@@ -83,6 +98,12 @@ func TestRealNetwork(t *testing.T) {
 	}
 	if loss.delivered < loss.sent*80/100 {
 		t.Errorf("5 %% loss: only %d of %d pictures decodable", loss.delivered, loss.sent)
+	}
+	// The status leaves up 2 s into the silence (iceDisconnected); before,
+	// it said up for 10 s, until ICE had failed and the DELETE to the lost
+	// server had timed out.
+	if res.cutLeftUp < 0 || res.cutLeftUp > iceFailed {
+		t.Errorf("link cut: the status left up %s after the cut, want within %s", seconds(res.cutLeftUp), iceFailed)
 	}
 	if res.mediaBack < 0 {
 		t.Errorf("link back: no media within %s of the link returning", back.length())
@@ -402,10 +423,15 @@ func (r *receiverProc) read(stdout io.Reader) {
 		if len(f) > 1 {
 			e.session = f[1]
 		}
-		if e.kind == "frame" && len(f) == 5 {
+		if e.kind == "frame" && len(f) == 6 {
 			e.key = f[2] == "1"
 			e.bytes, _ = strconv.Atoi(f[3])
 			e.packets, _ = strconv.Atoi(f[4])
+			// When the receiver had the picture, not when this
+			// process got round to reading the line.
+			if ns, err := strconv.ParseInt(f[5], 10, 64); err == nil {
+				e.at = time.Unix(0, ns)
+			}
 		}
 		r.mu.Lock()
 		r.events = append(r.events, e)
@@ -555,9 +581,11 @@ type networkResult struct {
 	// Times from a change of the network to the uplink's reaction; -1
 	// when it did not happen within its phase.
 	adaptDown   time.Duration // cap -> chosen bitrate under the cap
+	pastCap     time.Duration // cap lifted -> bitrate above the cap
 	aboveCap    time.Duration // cap lifted -> bitrate above 1.5x the cap
 	adaptUp     time.Duration // cap lifted -> bitrate back to 90 % of what it was before the cap
 	cutDetected time.Duration // link cut -> state retrying
+	cutLeftUp   time.Duration // link cut -> state no longer up
 	mediaBack   time.Duration // link back -> first decodable picture
 	kbpsAtCap   int
 	sessions    int
@@ -565,6 +593,9 @@ type networkResult struct {
 	delivered   int
 	// written is every picture the receiver wrote, also after the script.
 	written int
+	// starvedInFreeze says how the machine was starved during the longest
+	// freeze under the cap ("" when it was not).
+	starvedInFreeze string
 	// What ffmpeg said of the Annex-B and Ogg the receiver wrote.
 	decoded      int
 	decodeErrors []string
@@ -591,6 +622,7 @@ type phaseResult struct {
 	// 30), by the phase that holds the middle of the freeze.
 	freezes       int
 	longestFreeze time.Duration
+	freezeFrom    time.Time // start of the longest
 	// settledFreeze is the longest frozen stretch settleTime or more into
 	// the phase: after the uplink had time to adapt.
 	settledFreeze time.Duration
@@ -662,6 +694,8 @@ func runNetworkProfiles(t testing.TB, cfg senderConfig) *networkResult {
 	t.Logf("%s: live -> first decodable picture at the receiver in %s", cfg.name, first.at.Sub(liveAt).Round(time.Millisecond))
 
 	res := &networkResult{cfg: cfg}
+	probe := startSchedProbe(t)
+	t.Logf("%s: script starts on %s", cfg.name, machineLoad())
 	start := first.at
 	for i, s := range networkScript {
 		if s.apply != nil {
@@ -715,9 +749,97 @@ func runNetworkProfiles(t testing.TB, cfg senderConfig) *networkResult {
 		_ = os.WriteFile(filepath.Join(dir, "events.txt"), []byte(dump.String()), 0o644)
 	}
 	res.analyse(events, log2, hub, end)
+	res.starvedInFreeze = starvation(probe, hub, res.phase("capped"))
+	if res.starvedInFreeze != "" {
+		t.Logf("%s: the machine was starved during the longest freeze under the cap: %s", cfg.name, res.starvedInFreeze)
+	}
 	res.decoded, res.decodeErrors = ffmpegCheck(t, dir)
 	t.Logf("%s:\n%s", cfg.name, res.table())
 	return res
+}
+
+// schedProbe notes when this process got the CPU late: a goroutine that
+// sleeps schedTick at a time and records each wake-up schedLate or more
+// behind time. On a starved machine freezes come from the scheduler, not
+// from the network.
+type schedProbe struct {
+	mu   sync.Mutex
+	late []lateWake
+}
+
+// lateWake is one wake-up of the probe that came by late, at at.
+type lateWake struct {
+	at time.Time
+	by time.Duration
+}
+
+const (
+	schedTick = 10 * time.Millisecond
+	schedLate = 50 * time.Millisecond
+	// starvedBy is how late the test, or how long without a picture the
+	// encoder, must have been during a freeze for the freeze not to be
+	// the uplink's: several frame intervals even at the lowest frame rate.
+	starvedBy = 250 * time.Millisecond
+)
+
+func startSchedProbe(t testing.TB) *schedProbe {
+	p := &schedProbe{}
+	done := make(chan struct{})
+	stopped := make(chan struct{})
+	go func() {
+		defer close(stopped)
+		for {
+			want := time.Now().Add(schedTick)
+			select {
+			case <-done:
+				return
+			case <-time.After(schedTick):
+			}
+			if by := time.Since(want); by >= schedLate {
+				p.mu.Lock()
+				p.late = append(p.late, lateWake{time.Now(), by})
+				p.mu.Unlock()
+			}
+		}
+	}()
+	t.Cleanup(func() { close(done); <-stopped })
+	return p
+}
+
+// starvation says how the machine was starved during the longest freeze of
+// phase p: the test process woken late, or the encoder publishing no
+// picture for starvedBy or longer; "" when neither.
+func starvation(probe *schedProbe, hub *countingHub, p *phaseResult) string {
+	if p.longestFreeze <= 0 {
+		return ""
+	}
+	from, to := p.freezeFrom, p.freezeFrom.Add(p.longestFreeze)
+	var reasons []string
+	probe.mu.Lock()
+	var worst time.Duration
+	for _, l := range probe.late {
+		// A wake-up late by l.by covers the stretch before it.
+		if l.at.After(from) && l.at.Add(-l.by).Before(to) {
+			worst = max(worst, l.by)
+		}
+	}
+	probe.mu.Unlock()
+	if worst >= starvedBy {
+		reasons = append(reasons, fmt.Sprintf("the test process woke up to %s late", worst.Round(time.Millisecond)))
+	}
+	hub.mu.Lock()
+	var gap time.Duration
+	for i := 1; i < len(hub.published); i++ {
+		a, b := hub.published[i-1], hub.published[i]
+		if b.After(from) && a.Before(to) {
+			gap = max(gap, b.Sub(a))
+		}
+	}
+	hub.mu.Unlock()
+	if gap >= starvedBy {
+		reasons = append(reasons, fmt.Sprintf("the encoder published no picture for %s", gap.Round(time.Millisecond)))
+	}
+	return strings.Join(reasons, "; ")
 }
 
 // analyse turns the receiver's events and the uplink's statuses into the
@@ -733,6 +855,8 @@ func (r *networkResult) analyse(events []recvEvent, statuses []statusAt, hub *co
 			r.sessions++
 		}
 	}
+	// Stamped by the receiver: in its order, but two sessions' may interleave.
+	slices.SortStableFunc(frames, func(a, b recvEvent) int { return a.at.Compare(b.at) })
 	in := func(p *phaseResult, at time.Time) bool { return !at.Before(p.start) && at.Before(p.end) }
 	// Freezes, WebRTC-style, each counted in the phase that holds its
 	// middle (a cut's freeze begins just before the cut).
@@ -786,7 +910,9 @@ func (r *networkResult) analyse(events []recvEvent, statuses []statusAt, hub *co
 		for _, f := range freezes {
 			if in(p, f.at) {
 				p.freezes++
-				p.longestFreeze = max(p.longestFreeze, f.d)
+				if f.d > p.longestFreeze {
+					p.longestFreeze, p.freezeFrom = f.d, f.start
+				}
 			}
 			// The part of any freeze that lies settleTime or more into
 			// the phase.
@@ -849,13 +975,21 @@ func (r *networkResult) analyse(events []recvEvent, statuses []statusAt, hub *co
 			r.kbpsAtCap = s.BitrateKbps
 		}
 	}
-	r.adaptDown, r.aboveCap, r.adaptUp = -1, -1, -1
+	r.adaptDown, r.pastCap, r.aboveCap, r.adaptUp = -1, -1, -1, -1
 	if r.cfg.adaptive() {
 		r.adaptDown = firstStatus(capped, func(s Status) bool { return s.BitrateKbps > 0 && s.BitrateKbps < capKbps })
+		r.pastCap = firstStatus(lifted, func(s Status) bool { return s.BitrateKbps > capKbps })
 		r.aboveCap = firstStatus(lifted, func(s Status) bool { return s.BitrateKbps >= capKbps*3/2 })
 		r.adaptUp = firstStatus(lifted, func(s Status) bool { return s.BitrateKbps*10 >= r.kbpsAtCap*9 })
 	}
 	r.cutDetected = firstStatus(cut, func(s Status) bool { return s.State == Retrying })
+	r.cutLeftUp = firstStatus(cut, func(s Status) bool { return s.State != Up })
+	if r.cutLeftUp < 0 {
+		r.cutLeftUp = firstStatus(back, func(s Status) bool { return s.State != Up })
+		if r.cutLeftUp >= 0 {
+			r.cutLeftUp += cut.length()
+		}
+	}
 	if r.cutDetected < 0 {
 		r.cutDetected = firstStatus(back, func(s Status) bool { return s.State == Retrying })
 		if r.cutDetected >= 0 {
@@ -920,14 +1054,14 @@ func (r *networkResult) table() string {
 	}
 	fmt.Fprintf(&b, "\nbitrate before the cap %d kbps; ", r.kbpsAtCap)
 	if r.cfg.adaptive() {
-		fmt.Fprintf(&b, "cap -> under %d kbps: %s; lifted -> above %d kbps: %s; lifted -> back to 90 %% of %d kbps: %s; ",
-			capKbps, seconds(r.adaptDown), capKbps*3/2, seconds(r.aboveCap), r.kbpsAtCap, seconds(r.adaptUp))
+		fmt.Fprintf(&b, "cap -> under %d kbps: %s; lifted -> above %d kbps: %s, above %d kbps: %s; lifted -> back to 90 %% of %d kbps: %s; ",
+			capKbps, seconds(r.adaptDown), capKbps, seconds(r.pastCap), capKbps*3/2, seconds(r.aboveCap), r.kbpsAtCap, seconds(r.adaptUp))
 	} else {
 		b.WriteString("fixed bitrate: no adaptation; ")
 	}
-	fmt.Fprintf(&b, "cut -> retrying: %s; link back -> first decodable picture: %s; "+
+	fmt.Fprintf(&b, "cut -> no longer up: %s; cut -> retrying: %s; link back -> first decodable picture: %s; "+
 		"WHIP sessions: %d; whole run: %d of %d pictures decodable (%.1f %%); ffmpeg decoded %d pictures with %d errors\n",
-		seconds(r.cutDetected), seconds(r.mediaBack), r.sessions, r.delivered, r.sent,
+		seconds(r.cutLeftUp), seconds(r.cutDetected), seconds(r.mediaBack), r.sessions, r.delivered, r.sent,
 		100*float64(r.delivered)/float64(max(r.sent, 1)), r.decoded, len(r.decodeErrors))
 	return b.String()
 }

@@ -37,7 +37,8 @@ const receiverEnv = "ONAIR_UPLINK_RECEIVER"
 //
 //	ready ADDR                          listening
 //	session ID                          an offer was answered
-//	frame ID KEY BYTES PACKETS          a decodable picture (KEY 0 or 1)
+//	frame ID KEY BYTES PACKETS AT       a decodable picture (KEY 0 or 1),
+//	                                    complete at AT (Unix time, ns)
 //	drop ID                             a picture that cannot be decoded
 //	gaveup ID                           a video packet never arrived, not even repaired
 //
@@ -49,6 +50,10 @@ const (
 	// RTX may bring it) before the picture is given up, as a browser's
 	// jitter buffer does.
 	lossWait = 500 * time.Millisecond
+	// keyframeWait is how long a gap holds back a complete keyframe
+	// behind it: about a browser's jitter-buffer delay, and time for a
+	// NACK and a second one to be answered on a short path.
+	keyframeWait = 150 * time.Millisecond
 	// pliInterval spaces the receiver's keyframe requests.
 	pliInterval = 300 * time.Millisecond
 	// A missing packet is asked for again every nackInterval, at most
@@ -66,7 +71,11 @@ const (
 // feedback, as Chromium sends), puts the video packets back in order, asks
 // for missing ones (NACK) and waits for their repair, and hands on only the
 // pictures a decoder could decode: after a loss it asks for a keyframe
-// (PLI) and drops pictures until one comes.
+// (PLI) and drops pictures until one comes. A complete keyframe behind a
+// gap is handed on once the gap is keyframeWait old, as a browser does:
+// libwebrtc's packet buffer assembles an H.264 keyframe whatever is missing
+// before it, and its frame buffer decodes it when it is due, dropping the
+// older pictures still incomplete then, without asking for a keyframe.
 //
 // It sends its own NACKs rather than pion's generator's: that one never
 // learns of packets repaired over RTX (they bypass the media stream's
@@ -261,11 +270,19 @@ func (r *netReceiver) readVideo(id string, pc *webrtc.PeerConnection, tr *webrtc
 			if h264.Inspect(au).IDR {
 				key = 1
 			}
-			r.events.send("frame %s %d %d %d", id, key, len(au), packets)
+			// Stamped here, not when the test reads the line: a busy
+			// test process must not bunch the pictures up into freezes.
+			r.events.send("frame %s %d %d %d %d", id, key, len(au), packets, time.Now().UnixNano())
 		},
 		gaveUp: func() {
 			r.events.send("gaveup %s", id)
 			askKeyframe()
+		},
+		skipped: func(lost int) {
+			for range lost {
+				r.events.send("gaveup %s", id)
+			}
+			r.events.send("drop %s", id)
 		},
 		nack: func(missing []uint16) {
 			_ = pc.WriteRTCP([]rtcp.Packet{&rtcp.TransportLayerNack{
@@ -295,6 +312,9 @@ type reassembler struct {
 	picture func(au []byte, decodable bool, packets int)
 	gaveUp  func()
 	nack    func(missing []uint16)
+	// skipped: lost packets and the pictures they broke were given up
+	// for a complete keyframe.
+	skipped func(lost int)
 
 	started bool
 	next    uint64 // extended sequence number to hand on next
@@ -383,7 +403,12 @@ func (r *reassembler) flush(now time.Time) {
 		// done: after a burst of losses every gap expires at once, and the
 		// stream moves on to the next keyframe, as a browser's does.
 		if st := r.missing[r.next]; st != nil && now.Sub(st.since) < lossWait {
-			return
+			key, ok := r.keyframeAhead()
+			if !ok || now.Sub(st.since) < keyframeWait {
+				return
+			}
+			r.skipTo(key)
+			continue
 		}
 		// Give up on every packet up to the first one that is here.
 		first := r.highest
@@ -400,6 +425,48 @@ func (r *reassembler) flush(now time.Time) {
 		r.depack = codecs.H264Packet{}
 		r.resync, r.broken = true, true
 	}
+}
+
+// keyframeAhead finds the first packet of a complete keyframe waiting
+// behind a gap: one that starts with an SPS (x264 repeats SPS and PPS before
+// every keyframe, and rtppack sends each as its own packet) and whose
+// packets up to the marker are all here.
+func (r *reassembler) keyframeAhead() (uint64, bool) {
+	var start uint64
+	found := false
+	for seq, p := range r.waiting {
+		if len(p.Payload) == 0 || h264.Type(p.Payload) != h264.TypeSPS || (found && seq > start) {
+			continue
+		}
+		for next := seq; ; next++ {
+			q, here := r.waiting[next]
+			if !here {
+				break
+			}
+			if q.Marker {
+				start, found = seq, true
+				break
+			}
+		}
+	}
+	return start, found
+}
+
+// skipTo gives up everything before the keyframe that starts at key; no
+// keyframe is asked for: there is one.
+func (r *reassembler) skipTo(key uint64) {
+	lost := 0
+	for ; r.next < key; r.next++ {
+		if _, here := r.waiting[r.next]; here {
+			delete(r.waiting, r.next)
+		} else {
+			lost++
+		}
+	}
+	r.skipped(lost)
+	r.au, r.packets = r.au[:0], 0
+	r.depack = codecs.H264Packet{}
+	r.resync, r.broken = false, true
 }
 
 func (r *reassembler) deliver(p *rtp.Packet) {

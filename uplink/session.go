@@ -32,14 +32,25 @@ const (
 	gatherTimeout  = 5 * time.Second
 	connectTimeout = 15 * time.Second
 	deleteTimeout  = 3 * time.Second
-	// ICE declares the path lost after iceFailed without answers to its
-	// keepalives, so a cut link leads to a reconnect within seconds.
+	// ICE calls the path disconnected after iceDisconnected without a
+	// packet from the server (the status leaves up then) and failed after
+	// iceFailed, so a cut link leads to a reconnect within seconds. pion
+	// counts its failed timeout from the moment of disconnection, hence
+	// the difference in newAPI.
 	iceDisconnected = 2 * time.Second
 	iceFailed       = 5 * time.Second
 	iceKeepalive    = time.Second
 	// controlInterval is how often congestion feedback is read: a second
 	// of congestion is then answered within a few reads.
 	controlInterval = 200 * time.Millisecond
+	// After a steep fall (steepFall) the uplink stops sending video for
+	// drainPause, long enough for a typical bottleneck queue (200 ms) to
+	// empty, and resumes with a keyframe at the new bitrate, which then
+	// arrives whole instead of behind pictures the receiver cannot decode
+	// anyway (their packets were lost in the overflowing queue). steepHold
+	// keeps a fall in several steps to one pause.
+	drainPause = 200 * time.Millisecond
+	steepHold  = time.Second
 	// maxErrorBody bounds what of an error response ends up in the status.
 	maxErrorBody = 200
 )
@@ -76,6 +87,31 @@ type session struct {
 	videoKbps atomic.Int64
 	lossPPM   atomic.Int64 // latest receiver-report loss, parts per million; -1 none
 
+	// estimateChanged wakes the control loop when GCC's estimate moves,
+	// so that a fall is answered at once rather than at the next tick.
+	estimateChanged chan struct{}
+	// iceChanged wakes the control loop when ICE calls the connection
+	// disconnected or connected again (iceLost).
+	iceChanged chan struct{}
+	iceLost    atomic.Bool
+	// lastHeard is when RTCP last came from the server (time.Now,
+	// UnixNano; 0 before the first), and heardGap the longest wait between
+	// two so far: the session's own check that the server still answers,
+	// beside ICE's (see silence).
+	lastHeard, heardGap atomic.Int64
+	// interrupted is what the status shows: the server does not answer.
+	// Owned by the control loop.
+	interrupted bool
+	// skip holds video back after a steep fall (drainPause, then up to a
+	// keyframe); set by the control loop, read by the pump.
+	skip struct {
+		sync.Mutex
+		until    time.Time // no video before (real time: a queue drains in it)
+		keyframe bool      // then none until a keyframe
+		asked    bool      // the keyframe was requested
+	}
+	lastSteep time.Time
+
 	wg sync.WaitGroup
 }
 
@@ -85,7 +121,7 @@ func (s *session) end(err error) {
 
 // newAPI builds the WebRTC API of one session. Each session gets its own,
 // so that the congestion-control interceptor it creates belongs to it.
-func (u *Uplink) newAPI(startKbps int, estimator *cc.BandwidthEstimator, videoKbps func() int) (*webrtc.API, error) {
+func (u *Uplink) newAPI(startKbps int, estimator *cc.BandwidthEstimator, onEstimate func(), videoKbps func() int) (*webrtc.API, error) {
 	m := &webrtc.MediaEngine{}
 	feedback := []webrtc.RTCPFeedback{
 		{Type: "goog-remb"}, {Type: "ccm", Parameter: "fir"}, {Type: "nack"}, {Type: "nack", Parameter: "pli"},
@@ -134,14 +170,19 @@ func (u *Uplink) newAPI(startKbps int, estimator *cc.BandwidthEstimator, videoKb
 	if err != nil {
 		return nil, fmt.Errorf("congestion control: %w", err)
 	}
-	bwe.OnNewPeerConnection(func(_ string, e cc.BandwidthEstimator) { *estimator = e })
+	bwe.OnNewPeerConnection(func(_ string, e cc.BandwidthEstimator) {
+		*estimator = e
+		if onEstimate != nil {
+			e.OnTargetBitrateChange(func(int) { onEstimate() })
+		}
+	})
 	ir.Add(bwe)
 	if err := webrtc.ConfigureTWCCHeaderExtensionSender(m, ir); err != nil {
 		return nil, fmt.Errorf("TWCC: %w", err)
 	}
 	se := webrtc.SettingEngine{}
 	se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
-	se.SetICETimeouts(iceDisconnected, iceFailed, iceKeepalive)
+	se.SetICETimeouts(iceDisconnected, iceFailed-iceDisconnected, iceKeepalive)
 	if u.opt.Net != nil {
 		se.SetNet(u.opt.Net)
 	}
@@ -161,10 +202,12 @@ func withFeedback(c webrtc.RTPCodecCapability, fb []webrtc.RTCPFeedback) webrtc.
 // connect offers, posts the offer and waits for ICE and DTLS. On success
 // the session is connected; on failure everything is released.
 func (u *Uplink) connect(ctx context.Context, startKbps int) (_ *session, err error) {
-	s := &session{u: u, ended: make(chan struct{})}
+	s := &session{u: u, ended: make(chan struct{}),
+		estimateChanged: make(chan struct{}, 1), iceChanged: make(chan struct{}, 1)}
 	s.lossPPM.Store(-1)
 	s.videoKbps.Store(int64(startKbps))
-	api, err := u.newAPI(startKbps, &s.estimator, func() int { return int(s.videoKbps.Load()) })
+	api, err := u.newAPI(startKbps, &s.estimator, func() { wake(s.estimateChanged) },
+		func() int { return int(s.videoKbps.Load()) })
 	if err != nil {
 		return nil, err
 	}
@@ -185,6 +228,13 @@ func (u *Uplink) connect(ctx context.Context, startKbps int) (_ *session, err er
 		switch state {
 		case webrtc.PeerConnectionStateConnected:
 			connectedOnce.Do(func() { close(connected) })
+			if s.iceLost.Swap(false) {
+				wake(s.iceChanged)
+			}
+		case webrtc.PeerConnectionStateDisconnected:
+			if !s.iceLost.Swap(true) {
+				wake(s.iceChanged)
+			}
 		case webrtc.PeerConnectionStateFailed:
 			s.end(errors.New("the connection to the media server failed (ICE)"))
 		case webrtc.PeerConnectionStateClosed:
@@ -362,10 +412,83 @@ func (s *session) run(ctx context.Context, ctrl *controller) error {
 		case <-s.ended:
 			stop()
 			return s.endErr
+		case <-s.iceChanged:
+			stop()
+		case <-s.estimateChanged:
+			stop()
 		case <-tick:
+		}
+		silent, gap := s.silence()
+		if silent >= max(iceFailed, 4*gap) {
+			return fmt.Errorf("the media server stopped answering (nothing received for %s)", silent.Round(100*time.Millisecond))
+		}
+		if lost := s.iceLost.Load() || silent >= max(iceDisconnected, 2*gap); lost != s.interrupted {
+			s.interrupted = lost
+			s.reportInterruption()
 		}
 		s.control(ctrl)
 	}
+}
+
+// silence is how long the server has sent nothing (no RTCP), once it has
+// sent something, and the longest such wait before. It backs up ICE's own
+// timeouts, which run on the ICE agent's loop: when the link's next hop
+// itself is gone, the kernel holds the socket's packets while it tries to
+// resolve the neighbour, writes block, and the agent, stuck in a write,
+// noticed a 10 s cut only when the link came back (seen in
+// TestRealNetwork). WebRTC receivers send RTCP several times a second
+// (TWCC, REMB) or at least every second (receiver reports); a server that
+// sends more rarely stretches the limits with its longest gap.
+func (s *session) silence() (silent, longestGap time.Duration) {
+	at := s.lastHeard.Load()
+	if at == 0 {
+		return 0, 0
+	}
+	return time.Since(time.Unix(0, at)), time.Duration(s.heardGap.Load())
+}
+
+// heard notes RTCP from the server.
+func (s *session) heard() {
+	now := time.Now().UnixNano()
+	prev := s.lastHeard.Swap(now)
+	if prev == 0 {
+		return
+	}
+	for gap := now - prev; ; {
+		longest := s.heardGap.Load()
+		if gap <= longest || s.heardGap.CompareAndSwap(longest, gap) {
+			return
+		}
+	}
+}
+
+// wake signals c without blocking; one pending signal is enough.
+func wake(c chan struct{}) {
+	select {
+	case c <- struct{}{}:
+	default:
+	}
+}
+
+// reportInterruption shows in the status that the server stopped answering
+// (nothing came back for iceDisconnected), or that it answers again. The
+// session goes on meanwhile: the path may come back, or the session ends
+// after iceFailed.
+func (s *session) reportInterruption() {
+	u := s.u
+	now := u.clock.Now()
+	if s.interrupted {
+		u.log.Warn("uplink interrupted: no answer from the media server", "for", iceDisconnected)
+		u.update(func(st *Status) {
+			st.State, st.Error = Connecting, fmt.Sprintf("no answer from the media server for %s", iceDisconnected)
+			if st.DownSince.IsZero() {
+				st.DownSince = now
+			}
+		})
+		return
+	}
+	u.log.Info("uplink answers again")
+	u.update(func(st *Status) { st.State, st.Error, st.DownSince = Up, "", time.Time{} })
 }
 
 func (s *session) pump(ctx context.Context, sink *broadcast.Sink) {
@@ -377,12 +500,45 @@ func (s *session) pump(ctx context.Context, sink *broadcast.Sink) {
 		t := s.video
 		if sample.Kind == media.Audio {
 			t = s.audio
+		} else if s.holdBack(sample) {
+			continue
 		}
 		if err := t.write(sample); err != nil {
 			s.end(fmt.Errorf("sending to the media server: %w", err))
 			return
 		}
 	}
+}
+
+// holdBack tells whether a video sample is to be dropped after a steep
+// fall: all during drainPause, then all up to a keyframe, which is asked
+// for once the pause is over (so that it is encoded at the new bitrate and
+// enters a queue that had time to empty).
+func (s *session) holdBack(sample media.Sample) bool {
+	s.skip.Lock()
+	defer s.skip.Unlock()
+	if !s.skip.keyframe {
+		return false
+	}
+	if time.Now().Before(s.skip.until) {
+		return true
+	}
+	if sample.Keyframe {
+		s.skip.keyframe = false
+		return false
+	}
+	if !s.skip.asked {
+		s.skip.asked = true
+		s.u.opt.Hub.RequestKeyframe()
+	}
+	return true
+}
+
+// startSkip holds video back after a steep fall (see steepFall).
+func (s *session) startSkip() {
+	s.skip.Lock()
+	defer s.skip.Unlock()
+	s.skip.until, s.skip.keyframe, s.skip.asked = time.Now().Add(drainPause), true, false
 }
 
 // control reads the congestion feedback and applies the chosen bitrate.
@@ -402,15 +558,21 @@ func (s *session) control(ctrl *controller) {
 		sig.loss = float64(ppm) / 1e6
 	}
 	before := ctrl.chosenKbps
-	kbps, changed := ctrl.update(u.clock.Now(), sig)
+	kbps, changed, steep := ctrl.update(u.clock.Now(), sig)
 	estimate := sig.twccKbps
 	if estimate == 0 || (sig.rembKbps > 0 && sig.rembKbps < estimate) {
 		estimate = sig.rembKbps
 	}
+	now := u.clock.Now()
 	if changed {
 		u.log.Info("uplink bitrate", "kbps", kbps, "was_kbps", before, "estimate_kbps", estimate,
 			"remb_kbps", sig.rembKbps, "loss", sig.loss)
 		u.setBitrate(kbps)
+		if steep && (s.lastSteep.IsZero() || now.Sub(s.lastSteep) >= steepHold) {
+			s.lastSteep = now
+			u.log.Info("uplink steep fall: video paused, then a keyframe", "pause", drainPause, "kbps", kbps, "was_kbps", before)
+			s.startSkip()
+		}
 	}
 	div, divChanged := ctrl.frames(u.clock.Now(), sig)
 	if divChanged {
@@ -435,6 +597,7 @@ func (s *session) readRTCP(sender *webrtc.RTPSender) {
 		if err != nil {
 			return
 		}
+		s.heard()
 		for _, p := range packets {
 			switch p := p.(type) {
 			case *rtcp.PictureLossIndication, *rtcp.FullIntraRequest:

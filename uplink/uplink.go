@@ -31,7 +31,9 @@ type State string
 const (
 	// Off: the box is not live (or no uplink runs); nothing is sent.
 	Off State = "off"
-	// Connecting: an offer is on its way or ICE/DTLS are being set up.
+	// Connecting: an offer is on its way or ICE/DTLS are being set up;
+	// also while a session hears nothing from the server (Status.Error
+	// says so), until it answers again (up) or the session ends (retrying).
 	Connecting State = "connecting"
 	// Up: media flows to the server.
 	Up State = "up"
@@ -292,23 +294,12 @@ func (u *Uplink) runLive(ctx context.Context) {
 	})
 	failures := 0
 	for {
-		upFor, err := u.attempt(ctx, ctrl)
+		err := u.attempt(ctx, ctrl, &failures)
 		if ctx.Err() != nil {
 			return
 		}
-		if upFor >= stableAfter {
-			failures = 0
-		}
-		delay := u.opt.Backoff.Delay(failures, rand.Float64())
-		failures++
+		delay := u.opt.Backoff.Delay(failures-1, rand.Float64())
 		u.log.Warn("uplink failed, retrying", "in", delay.Round(time.Millisecond), "failures", failures, "err", err)
-		now := u.clock.Now()
-		u.update(func(s *Status) {
-			s.State, s.Error, s.Failures, s.EstimateKbps = Retrying, err.Error(), failures, 0
-			if s.DownSince.IsZero() { // it was up: down from now on
-				s.DownSince = now
-			}
-		})
 		wake, stop := after(u.clock, delay)
 		select {
 		case <-wake:
@@ -320,21 +311,48 @@ func (u *Uplink) runLive(ctx context.Context) {
 	}
 }
 
-// attempt runs one WHIP session from offer to its end. It returns how long
-// media flowed and why the session ended.
-func (u *Uplink) attempt(ctx context.Context, ctrl *controller) (time.Duration, error) {
+// attempt runs one WHIP session from offer to its end and returns why it
+// ended. Unless ctx ended, the failure is counted in failures (the failed
+// attempts since media last flowed steadily) and reported as retrying.
+func (u *Uplink) attempt(ctx context.Context, ctrl *controller, failures *int) error {
 	s, err := u.connect(ctx, ctrl.chosenKbps)
 	if err != nil {
-		return 0, err
+		if ctx.Err() == nil {
+			u.failed(err, failures, 0)
+		}
+		return err
 	}
-	defer s.close()
 	upAt := u.clock.Now()
 	u.log.Info("uplink up", "url", u.endpoint.Redacted(), "bitrate_kbps", ctrl.chosenKbps)
 	u.update(func(st *Status) {
 		st.State, st.Error, st.DownSince = Up, "", time.Time{}
 	})
 	err = s.run(ctx, ctrl)
-	return u.clock.Now().Sub(upAt), err
+	if err != nil && ctx.Err() == nil {
+		// Reported before the session is closed: its DELETE waits up to
+		// deleteTimeout for a server that a cut link made unreachable,
+		// and the status must not say up meanwhile.
+		u.failed(err, failures, u.clock.Now().Sub(upAt))
+	}
+	s.close()
+	return err
+}
+
+// failed counts a failed attempt after media flowed for upFor and reports
+// the uplink as retrying.
+func (u *Uplink) failed(err error, failures *int, upFor time.Duration) {
+	if upFor >= stableAfter {
+		*failures = 0
+	}
+	*failures++
+	n := *failures
+	now := u.clock.Now()
+	u.update(func(s *Status) {
+		s.State, s.Error, s.Failures, s.EstimateKbps = Retrying, err.Error(), n, 0
+		if s.DownSince.IsZero() { // it was up: down from now on
+			s.DownSince = now
+		}
+	})
 }
 
 func (u *Uplink) setFrameDivisor(n int) {

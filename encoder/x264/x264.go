@@ -43,10 +43,11 @@ static int onair_setup(x264_param_t *p, const char *preset, const char *profile,
 	return x264_param_apply_profile(p, profile);
 }
 
-static int onair_set_bitrate(x264_t *h, x264_param_t *p, int kbps) {
+static int onair_set_bitrate(x264_t *h, x264_param_t *p, int kbps, int vbv_ms) {
 	p->rc.i_bitrate = kbps;
 	p->rc.i_vbv_max_bitrate = kbps;
-	p->rc.i_vbv_buffer_size = kbps;
+	int buffer_kbit = kbps * vbv_ms / 1000;
+	p->rc.i_vbv_buffer_size = buffer_kbit > 0 ? buffer_kbit : 1;
 	return x264_encoder_reconfig(h, p);
 }
 
@@ -211,7 +212,19 @@ func (e *Encoder) fill(f media.VideoFrame) error {
 	return nil
 }
 
-// SetBitrate changes the target bitrate at once.
+// steeredVBV is the VBV buffer, in time at the bitrate, once the bitrate
+// is steered (SetBitrate: the uplink's congestion control, a fleet
+// setting). The one second New starts with lets x264 go on spending the
+// buffer it saved at the old rate: cut from 3960 to 1332 kbit/s on a busy
+// picture, it kept sending pictures of the old size for about 12 frames
+// (0.4 s), enough to overflow the queue of the link that had just shrunk;
+// with 250 ms, 2 to 3 frames. Keyframes then get at most a quarter second
+// of the bitrate: 41 KB at 1332 kbit/s, twice what x264 made of a noise
+// picture at that rate.
+const steeredVBV = 250 * time.Millisecond
+
+// SetBitrate changes the target bitrate at once, with a VBV buffer of
+// steeredVBV so that the output follows the new rate within a few pictures.
 func (e *Encoder) SetBitrate(kbps int) error {
 	if e.handle == nil {
 		return errors.New("x264: encoder is closed")
@@ -219,7 +232,7 @@ func (e *Encoder) SetBitrate(kbps int) error {
 	if kbps <= 0 {
 		return fmt.Errorf("x264: bitrate %d kbps: want at least 1", kbps)
 	}
-	if C.onair_set_bitrate(e.handle, e.param, C.int(kbps)) < 0 {
+	if C.onair_set_bitrate(e.handle, e.param, C.int(kbps), C.int(steeredVBV/time.Millisecond)) < 0 {
 		return fmt.Errorf("x264: set bitrate %d kbps refused", kbps)
 	}
 	e.params.BitrateKbps = kbps

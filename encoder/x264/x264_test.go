@@ -140,6 +140,59 @@ func TestBitrateChangeWhileRunning(t *testing.T) {
 	}
 }
 
+// A cut of the bitrate (the uplink's answer to a link that just shrank)
+// shows in the output within a few pictures, not after the one-second VBV
+// buffer saved at the old rate is spent: noise, which uses every bit it is
+// given, at 4000 kbit/s, then cut to 1000.
+func TestBitrateCutFollowedAtOnce(t *testing.T) {
+	const fps, fromKbps, toKbps, after = 30, 4000, 1000, 10
+	enc, err := New(encoder.VideoParams{Width: 640, Height: 360, FPS: fps, BitrateKbps: 2500, KeyframeInterval: 10 * time.Second}, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer enc.Close()
+	pattern, err := testsrc.NewPattern(640, 360, 1000, device.NewClock(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pattern.WithNoise()
+	if err := enc.SetBitrate(fromKbps); err != nil {
+		t.Fatal(err)
+	}
+	var sizes []int
+	for i := range 40 + after {
+		if i == 40 {
+			if err := enc.SetBitrate(toKbps); err != nil {
+				t.Fatal(err)
+			}
+		}
+		f, err := pattern.ReadVideo(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		s, ok, err := enc.Encode(f, false)
+		if err != nil || !ok {
+			t.Fatalf("frame %d: ok %v, %v", i, ok, err)
+		}
+		if i >= 40 {
+			sizes = append(sizes, len(s.Data))
+		}
+	}
+	sum := 0
+	for _, n := range sizes {
+		sum += n
+	}
+	// With a one-second buffer the ten pictures after the cut took 3.4
+	// times their share (14 to 18 KB each but the last two), with
+	// steeredVBV 1.6 to 1.7 times (two pictures of the old size).
+	budget := toKbps * 1000 / 8 * after / fps
+	t.Logf("%d bytes (%.1fx their share): %v", sum, float64(sum)/float64(budget), sizes)
+	if sum > 2*budget {
+		t.Errorf("the %d pictures after a cut to %d kbit/s took %d bytes (%v), want at most twice their share of %d",
+			after, toKbps, sum, sizes, budget)
+	}
+}
+
 func TestRejectsWrongFrames(t *testing.T) {
 	enc, err := New(encoder.VideoParams{Width: 64, Height: 64, FPS: 30, BitrateKbps: 100, KeyframeInterval: time.Second}, Options{})
 	if err != nil {
