@@ -92,6 +92,16 @@ type Hub struct {
 
 	keyframesForced atomic.Uint64
 	dropped         sync.Map // sink name -> *atomic.Uint64
+
+	// recent is what was published since the latest keyframe, while that
+	// keyframe is younger than KeyframeMinInterval (capture time): a sink
+	// added meanwhile starts with it instead of waiting for a keyframe that
+	// the spacing of forced keyframes would hold back. Updated in the
+	// fan-out (under mu read-locked, so AddSink, which holds mu, sees it
+	// match the sinks); recentMu orders the audio and video publishers.
+	recentMu   sync.Mutex
+	recent     []media.Sample
+	recentLive bool // the keyframe was published while live
 }
 
 // New makes an idle hub.
@@ -276,8 +286,11 @@ func (h *Hub) SetProblem(problem string) {
 	h.setLocked(func(s *Status) { s.Error = problem })
 }
 
-// AddSink registers a consumer. It receives nothing until the next keyframe
-// (never a picture it cannot decode), and a keyframe is requested for it.
+// AddSink registers a consumer. It never receives a picture it cannot
+// decode: it starts at the latest keyframe and what followed it when that
+// keyframe is younger than KeyframeMinInterval (so joins close together
+// share one keyframe without waiting for the next forced one), else at the
+// next keyframe, which is requested for it.
 func (h *Hub) AddSink(opt SinkOptions) *Sink {
 	if opt.Queue <= 0 {
 		opt.Queue = 256
@@ -291,9 +304,12 @@ func (h *Hub) AddSink(opt SinkOptions) *Sink {
 	}
 	h.droppedCounter(opt.Name)
 	h.mu.Lock()
+	started := h.prefill(s)
 	h.sinks = append(h.sinks, s)
 	h.mu.Unlock()
-	h.RequestKeyframe()
+	if !started {
+		h.RequestKeyframe()
+	}
 	return s
 }
 
@@ -337,6 +353,7 @@ func (h *Hub) Publish(sample media.Sample) {
 	live := state == Live
 	needKeyframe := false
 	h.mu.RLock()
+	h.remember(sample, live)
 	for _, s := range h.sinks {
 		if !live && !s.preview {
 			continue
@@ -351,6 +368,50 @@ func (h *Hub) Publish(sample media.Sample) {
 	if needKeyframe {
 		h.RequestKeyframe()
 	}
+}
+
+// remember keeps sample in recent while the join window of the latest
+// keyframe lasts (see Hub.recent); h.mu is read-locked.
+func (h *Hub) remember(sample media.Sample, live bool) {
+	window := h.opt.KeyframeMinInterval
+	if window <= 0 {
+		return
+	}
+	h.recentMu.Lock()
+	defer h.recentMu.Unlock()
+	switch {
+	case sample.Kind == media.Video && sample.Keyframe:
+		clear(h.recent)
+		h.recent = append(h.recent[:0], sample)
+		h.recentLive = live
+	case len(h.recent) == 0:
+	case sample.Kind == media.Video && sample.Capture-h.recent[0].Capture > window,
+		h.recentLive && !live,
+		len(h.recent) >= maxRecent:
+		// Too old to start a viewer with, or the broadcast ended.
+		clear(h.recent)
+		h.recent = h.recent[:0]
+	default:
+		h.recent = append(h.recent, sample)
+	}
+}
+
+// maxRecent bounds the samples kept for joining sinks: a join window of
+// 150 ms at 60 frames/s and 20 ms audio is 17.
+const maxRecent = 64
+
+// prefill starts a new sink with recent, if the sink would have been given
+// those samples; h.mu is held. It tells whether it did.
+func (h *Hub) prefill(s *Sink) bool {
+	h.recentMu.Lock()
+	defer h.recentMu.Unlock()
+	if len(h.recent) == 0 || (!s.preview && (!h.recentLive || h.status.State != Live)) {
+		return false
+	}
+	for _, sample := range h.recent {
+		s.push(sample)
+	}
+	return true
 }
 
 // withParameterSets keeps the latest SPS/PPS and puts them in front of a

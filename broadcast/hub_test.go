@@ -279,6 +279,56 @@ func TestNewSinkStartsAtKeyframe(t *testing.T) {
 	}
 }
 
+// A sink added while the latest keyframe is younger than the keyframe
+// spacing starts with it and what followed, at once, and asks for no new
+// keyframe; later, or while not live, it waits for a requested one.
+func TestJoinWithinWindowStartsAtRecentKeyframe(t *testing.T) {
+	hub := New(Options{KeyframeMinInterval: 150 * time.Millisecond})
+	goLive(t, hub, 0)
+	before := hub.Counters().KeyframesForced
+	hub.Publish(keyframe(100*time.Millisecond, false))
+	hub.Publish(audio(110 * time.Millisecond))
+	hub.Publish(delta(133 * time.Millisecond))
+	early := hub.AddSink(SinkOptions{Name: "whep"})
+	defer early.Close()
+	hub.Publish(delta(166 * time.Millisecond))
+	got := drain(early)
+	if len(got) != 4 || !got[0].Keyframe || got[1].Kind != media.Audio || got[2].Capture != 133*time.Millisecond || got[3].Capture != 166*time.Millisecond {
+		t.Fatalf("joiner within the window got %+v, want the keyframe, audio and two pictures in order", got)
+	}
+	if info := h264.Inspect(got[0].Data); !info.SPS || !info.PPS {
+		t.Fatal("the keyframe a joiner starts with lacks SPS/PPS")
+	}
+	if hub.KeyframeDue(200*time.Millisecond) || hub.Counters().KeyframesForced != before {
+		t.Fatal("a joiner started from the recent keyframe still forced a new one")
+	}
+	// Past the window: the next joiner waits for a keyframe it asks for.
+	hub.Publish(delta(266 * time.Millisecond))
+	late := hub.AddSink(SinkOptions{Name: "whep"})
+	defer late.Close()
+	if got := drain(late); len(got) != 0 {
+		t.Fatalf("a joiner after the window got %d samples before a keyframe", len(got))
+	}
+	if !hub.KeyframeDue(300 * time.Millisecond) {
+		t.Fatal("a joiner after the window must request a keyframe")
+	}
+	// Stopped: no viewer sink starts from what was sent while live.
+	hub.Publish(keyframe(300*time.Millisecond, true))
+	if _, err := hub.Stop(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	idle := hub.AddSink(SinkOptions{Name: "whep"})
+	defer idle.Close()
+	if got := drain(idle); len(got) != 0 {
+		t.Fatalf("a viewer sink added while idle got %d samples", len(got))
+	}
+	preview := hub.AddSink(SinkOptions{Name: "preview", Preview: true})
+	defer preview.Close()
+	if got := drain(preview); len(got) != 1 || !got[0].Keyframe {
+		t.Fatalf("a preview sink got %+v, want the recent keyframe", got)
+	}
+}
+
 func TestKeyframeSpacing(t *testing.T) {
 	hub := New(Options{KeyframeMinInterval: 150 * time.Millisecond})
 	frame := 33 * time.Millisecond
