@@ -103,7 +103,7 @@ test-go:
 
 # The packages whose concurrency matters most, under the race detector.
 test-race:
-	$(GO) test -count=1 -race -timeout 10m ./broadcast/... ./whep/... ./web/... ./pipeline/... ./gpio/... ./audience/... ./announce/... ./replay/...
+	$(GO) test -count=1 -race -timeout 10m ./broadcast/... ./whep/... ./web/... ./pipeline/... ./gpio/... ./audience/... ./announce/... ./replay/... ./device/mjpeg/...
 
 # Every parser of outside input, fuzzed for a fixed number of inputs beyond
 # its seed corpus (the corpus itself runs in every go test).

@@ -38,6 +38,17 @@ type Decoder struct {
 // without a DHT segment gets the Annex K tables. Any failure wraps
 // ErrCorrupt; Decode never panics on bad input.
 func (d *Decoder) Decode(frame []byte, width, height int) (i420 []byte, err error) {
+	i420, err = d.decodeInto(d.out, frame, width, height)
+	if err == nil {
+		d.out = i420
+	}
+	return i420, err
+}
+
+// decodeInto is Decode writing into dst, which it reuses when it is large
+// enough; the result aliases dst then. On failure dst is left to the
+// caller (it may hold part of a picture).
+func (d *Decoder) decodeInto(dst, frame []byte, width, height int) (i420 []byte, err error) {
 	if width <= 0 || height <= 0 {
 		return nil, fmt.Errorf("decode MJPEG: size %dx%d: %w", width, height, ErrCorrupt)
 	}
@@ -51,43 +62,59 @@ func (d *Decoder) Decode(frame []byte, width, height int) (i420 []byte, err erro
 			i420, err = nil, fmt.Errorf("decode MJPEG: decoder panicked: %v: %w", r, ErrCorrupt)
 		}
 	}()
-	d.reader.Reset(d.addTables(frame))
+	if scanStart(frame) >= 0 {
+		d.withTables = appendWithTables(d.withTables[:0], frame)
+		frame = d.withTables
+	}
+	d.reader.Reset(frame)
+	// image/jpeg has no way to decode into a picture we own: this makes a
+	// new one (1.8 MB at 720p 4:2:2) on every call. Only our I420 copy is
+	// reused.
 	img, err := jpeg.Decode(&d.reader)
+	// Drop the reference so the caller's buffer is not kept alive by the
+	// Decoder between frames.
+	d.reader.Reset(nil)
 	if err != nil {
 		return nil, fmt.Errorf("decode MJPEG: %w: %w", err, ErrCorrupt)
 	}
 	if b := img.Bounds(); b.Dx() != width || b.Dy() != height {
 		return nil, fmt.Errorf("decode MJPEG: picture is %dx%d, the camera said %dx%d: %w", b.Dx(), b.Dy(), width, height, ErrCorrupt)
 	}
-	chromaW, chromaH := (width+1)/2, (height+1)/2
-	size := width*height + 2*chromaW*chromaH
-	if cap(d.out) < size {
-		d.out = make([]byte, size)
+	size := i420Size(width, height)
+	if cap(dst) < size {
+		dst = make([]byte, size)
 	}
-	d.out = d.out[:size]
+	dst = dst[:size]
 	switch img := img.(type) {
 	case *image.YCbCr:
-		toI420(d.out, img, width, height)
+		toI420(dst, img, width, height)
 	case *image.Gray:
-		grayToI420(d.out, img, width, height)
+		grayToI420(dst, img, width, height)
 	default:
 		return nil, fmt.Errorf("decode MJPEG: %T pictures (CMYK?) are not converted: %w", img, ErrCorrupt)
 	}
-	return d.out, nil
+	return dst, nil
 }
 
-// addTables returns frame with the Annex K Huffman tables inserted before
-// its first scan, or frame itself when it has a DHT segment of its own (or
-// is too damaged to tell: the decoder then says what is wrong).
-func (d *Decoder) addTables(frame []byte) []byte {
+// i420Size is the bytes of a width x height I420 picture without padding.
+func i420Size(width, height int) int {
+	chromaW, chromaH := (width+1)/2, (height+1)/2
+	return width*height + 2*chromaW*chromaH
+}
+
+// appendWithTables appends frame to dst with the Annex K Huffman tables
+// inserted before its first scan, or frame as it is when it has a DHT
+// segment of its own (or is too damaged to tell: the decoder then says
+// what is wrong). Source makes its copy of a camera frame with it, so the
+// copy it needs anyway also puts the tables in.
+func appendWithTables(dst, frame []byte) []byte {
 	at := scanStart(frame)
 	if at < 0 {
-		return frame
+		return append(dst, frame...)
 	}
-	d.withTables = append(d.withTables[:0], frame[:at]...)
-	d.withTables = append(d.withTables, standardDHT...)
-	d.withTables = append(d.withTables, frame[at:]...)
-	return d.withTables
+	dst = append(dst, frame[:at]...)
+	dst = append(dst, standardDHT...)
+	return append(dst, frame[at:]...)
 }
 
 // scanStart returns the offset of the first SOS marker when no DHT segment

@@ -12,6 +12,9 @@
 // that raw camera formats use and encoders signal.
 //
 // Source wraps a device.VideoSource whose frames are MJPEG and hands on
-// I420 frames; a frame that does not decode (webcams send truncated ones)
-// is dropped and counted, never passed on.
+// I420 frames in capture order; a frame that does not decode (webcams send
+// truncated ones) is dropped and counted, never passed on. It decodes on
+// several goroutines at once (a Pi 4 core needs longer than a 720p30 frame
+// time), with at most that many frames in flight, and drops the oldest
+// undecoded frame when the decoders fall behind; see Source.
 package mjpeg

@@ -1,0 +1,5 @@
+//go:build !race
+
+package mjpeg
+
+const raceEnabled = false
