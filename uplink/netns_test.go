@@ -75,7 +75,10 @@ func TestRealNetwork(t *testing.T) {
 				capKbps, capped.longestFreeze.Round(time.Millisecond))
 		}
 	}
-	if capped.settledFreeze > time.Second {
+	if capped.settledFreeze > time.Second && res.starvedInFreeze != "" && capped.settledFreeze == capped.longestFreeze {
+		// The same freeze as above, during which the machine was starved.
+		t.Logf("capped: the freeze %s after the cap not judged either: the machine was starved during it", settleTime)
+	} else if capped.settledFreeze > time.Second {
 		t.Errorf("capped: %s after the cap the receiver still froze for %s, want at most 1 s",
 			settleTime, capped.settledFreeze.Round(time.Millisecond))
 	}
