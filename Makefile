@@ -13,7 +13,7 @@ LISTEN ?= :8080
 
 # Debian packages: to build and run the daemon, and what the tests use on top.
 BUILD_DEBS := gcc pkg-config libx264-dev libopus-dev
-TEST_DEBS := $(BUILD_DEBS) nftables ffmpeg qemu-user genimage mtools dosfstools e2fsprogs fdisk busybox shellcheck \
+TEST_DEBS := $(BUILD_DEBS) nftables ffmpeg qemu-user genimage mtools dosfstools e2fsprogs fdisk busybox shellcheck edid-decode \
 	chromium curl mosquitto mosquitto-clients \
 	linux-libc-dev gcc-aarch64-linux-gnu gcc-arm-linux-gnueabihf
 # The Pi's architectures: cross compilers and the target's libraries (multiarch).
@@ -111,7 +111,8 @@ FUZZ_COUNT ?= 3000x
 FUZZ_TARGETS := ./ota/bundle:FuzzOpen ./ota/bundle:FuzzDecodeManifest ./ota/tryboot:FuzzParse \
 	./config:FuzzParse ./media/h264:FuzzInspect ./fleet:FuzzParseCommand ./gpio:FuzzParsePin \
 	./audience:FuzzCheck ./audience:FuzzCleanText ./replay:FuzzScan ./replay:FuzzParseSPS ./replay:FuzzParseRange \
-	./ota/fat:FuzzLookup ./ota/cmdline:FuzzRootValue ./device/mjpeg:FuzzDecode
+	./ota/fat:FuzzLookup ./ota/cmdline:FuzzRootValue ./device/mjpeg:FuzzDecode \
+	./device/v4l2:FuzzCheckEDID
 test-fuzz:
 	@for t in $(FUZZ_TARGETS); do pkg=$${t%%:*}; fn=$${t##*:}; \
 		echo "fuzz $$pkg $$fn $(FUZZ_COUNT)"; \

@@ -54,6 +54,13 @@ type Video struct {
 	BitrateKbps         int      `yaml:"bitrate_kbps"`
 	KeyframeInterval    Duration `yaml:"keyframe_interval"`
 	KeyframeMinInterval Duration `yaml:"keyframe_min_interval"`
+	// EDID, when set, makes video.device an HDMI-to-CSI-2 bridge
+	// (TC358743): this EDID file is loaded into it, and the HDMI source's
+	// DV timings decide the picture.
+	EDID string `yaml:"edid"`
+	// HDMISubdevice is the bridge's /dev/v4l-subdevN where the EDID and DV
+	// timings go on media-controller systems (Pi 5); empty: video.device.
+	HDMISubdevice string `yaml:"hdmi_subdevice"`
 }
 
 // Audio configures the microphone and the Opus encoder.
@@ -399,6 +406,16 @@ func (c Config) Validate() error {
 	}
 	if c.Video.KeyframeMinInterval.D() < 0 || c.Video.KeyframeMinInterval.D() > c.Video.KeyframeInterval.D() {
 		bad("video.keyframe_min_interval", "%s: want 0 up to video.keyframe_interval", c.Video.KeyframeMinInterval.D())
+	}
+	if c.Video.EDID != "" && !strings.HasPrefix(c.Video.EDID, "/") {
+		bad("video.edid", "%q: want an absolute path to an EDID file (example: /etc/onair/edid-1080p30.bin)", c.Video.EDID)
+	}
+	switch {
+	case c.Video.HDMISubdevice == "":
+	case !strings.HasPrefix(c.Video.HDMISubdevice, "/dev/"):
+		bad("video.hdmi_subdevice", "%q: want a device node such as /dev/v4l-subdev2", c.Video.HDMISubdevice)
+	case c.Video.EDID == "":
+		bad("video.hdmi_subdevice", "needs video.edid: the HDMI bridge is set up only with an EDID to load")
 	}
 	oneOf(bad, "audio.source", c.Audio.Source, "auto", "alsa", "test", "none")
 	if c.Audio.BitrateKbps < 6 || c.Audio.BitrateKbps > 510 {

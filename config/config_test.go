@@ -95,6 +95,9 @@ func TestParseErrorsNameTheKey(t *testing.T) {
 		{"bad mqtt url", "mqtt:\n  broker: localhost\n", "mqtt.broker"},
 		{"min over max", "uplink:\n  min_bitrate_kbps: 5000\n", "uplink.min_bitrate_kbps"},
 		{"not yaml", "video: [\n", "not valid YAML"},
+		{"relative edid", "video:\n  edid: edid.bin\n", "video.edid: \"edid.bin\": want an absolute path"},
+		{"subdevice not a node", "video:\n  edid: /etc/onair/edid.bin\n  hdmi_subdevice: v4l-subdev2\n", "video.hdmi_subdevice: \"v4l-subdev2\": want a device node"},
+		{"subdevice without edid", "video:\n  hdmi_subdevice: /dev/v4l-subdev2\n", "video.hdmi_subdevice: needs video.edid"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -123,6 +126,16 @@ func TestParseOverridesOnlyWhatIsGiven(t *testing.T) {
 	}
 	if cfg.Video.KeyframeInterval.D() != 2*time.Second {
 		t.Fatalf("keyframe_interval lost its default: %v", cfg.Video.KeyframeInterval.D())
+	}
+}
+
+func TestHDMIKeys(t *testing.T) {
+	cfg, err := Parse([]byte("video:\n  edid: /etc/onair/edid-1080p30.bin\n  hdmi_subdevice: /dev/v4l-subdev2\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Video.EDID != "/etc/onair/edid-1080p30.bin" || cfg.Video.HDMISubdevice != "/dev/v4l-subdev2" {
+		t.Fatalf("video = %+v", cfg.Video)
 	}
 }
 

@@ -83,6 +83,11 @@ var (
 	// pixFmtJPEG is what some older UVC and capture drivers call the same
 	// one-JPEG-per-frame stream.
 	pixFmtJPEG = fourcc('J', 'P', 'E', 'G')
+	// pixFmtUYVY is packed YUV 4:2:2 with chroma first (U Y0 V Y1): what
+	// the TC358743 HDMI bridge sends. Source swaps it into YUYV.
+	pixFmtUYVY = fourcc('U', 'Y', 'V', 'Y')
+	// pixFmtRGB24 is the bridge's other output, which we do not take.
+	pixFmtRGB24 = fourcc('R', 'G', 'B', '3')
 )
 
 // fourccString spells a fourcc for logs and errors ("YUYV").
@@ -289,6 +294,113 @@ type v4l2StreamParm struct {
 	Parm v4l2StreamParmUnion
 }
 
+// DV timings (HDMI receivers): enum v4l2_dv_timings type and the
+// v4l2_bt_timings flags we read.
+const (
+	dvBT6561120   = 0 // V4L2_DV_BT_656_1120: the only timings type there is
+	dvInterlaced  = 1 // V4L2_DV_INTERLACED in v4l2_bt_timings.interlaced
+	dvVSyncPosPol = 1 // V4L2_DV_VSYNC_POS_POL
+	dvHSyncPosPol = 2 // V4L2_DV_HSYNC_POS_POL
+)
+
+// Events: V4L2_EVENT_SOURCE_CHANGE and its V4L2_EVENT_SRC_CH_RESOLUTION bit.
+const (
+	eventSourceChange    = 5
+	eventSrcChResolution = 1
+)
+
+// edidBlockSize is the size of one EDID block, the unit of v4l2_edid.
+const edidBlockSize = 128
+
+// v4l2Edid mirrors struct v4l2_edid (VIDIOC_G_EDID, VIDIOC_S_EDID and the
+// subdevice's VIDIOC_SUBDEV_[GS]_EDID, which share the numbers). Edid is a
+// __u8 pointer: 40 bytes on 64-bit, 36 on 32-bit ARM. It is an
+// unsafe.Pointer, not a uintptr, so the buffer stays alive and known to the
+// garbage collector while the kernel reads or writes it.
+type v4l2Edid struct {
+	Pad        uint32
+	StartBlock uint32
+	Blocks     uint32
+	Reserved   [5]uint32
+	Edid       unsafe.Pointer
+}
+
+// v4l2BTTimings mirrors struct v4l2_bt_timings, which the kernel declares
+// packed: its __u64 pixelclock sits at offset 16 of the struct and at 20 of
+// v4l2_dv_timings, where no 64-bit field may be in Go. It is therefore two
+// 32-bit halves, low word first (all our targets are little-endian), and
+// every other field is 32 or 8 bits wide: 124 bytes, 4-aligned everywhere.
+type v4l2BTTimings struct {
+	Width      uint32
+	Height     uint32
+	Interlaced uint32
+	Polarities uint32
+	PixelClock [2]uint32
+	// Porches and syncs in pixels (h) and lines (v); il_* are the second
+	// field's, for interlaced formats.
+	HFrontPorch, HSync, HBackPorch       uint32
+	VFrontPorch, VSync, VBackPorch       uint32
+	ILVFrontPorch, ILVSync, ILVBackPorch uint32
+	Standards                            uint32
+	Flags                                uint32
+	PictureAspect                        v4l2Fract
+	CEA861VIC                            uint8
+	HDMIVIC                              uint8
+	Reserved                             [46]uint8
+}
+
+// pixelClock returns the pixel clock in Hz.
+func (t *v4l2BTTimings) pixelClock() uint64 {
+	return uint64(t.PixelClock[0]) | uint64(t.PixelClock[1])<<32
+}
+
+// setPixelClock sets the pixel clock in Hz.
+func (t *v4l2BTTimings) setPixelClock(hz uint64) {
+	t.PixelClock = [2]uint32{uint32(hz), uint32(hz >> 32)}
+}
+
+// v4l2DVTimings mirrors the packed struct v4l2_dv_timings
+// (VIDIOC_QUERY_DV_TIMINGS, VIDIOC_S_DV_TIMINGS, VIDIOC_G_DV_TIMINGS): a
+// type and a 128-byte union whose only member in use is bt. 132 bytes.
+type v4l2DVTimings struct {
+	Type uint32
+	BT   v4l2BTTimings
+	_    [128 - unsafe.Sizeof(v4l2BTTimings{})]byte
+}
+
+// v4l2EventSubscription mirrors struct v4l2_event_subscription
+// (VIDIOC_SUBSCRIBE_EVENT, VIDIOC_UNSUBSCRIBE_EVENT).
+type v4l2EventSubscription struct {
+	Type     uint32
+	ID       uint32
+	Flags    uint32
+	Reserved [5]uint32
+}
+
+// v4l2Event mirrors struct v4l2_event (VIDIOC_DQEVENT). Its 64-byte union
+// holds 64-bit members (v4l2_event_ctrl's value64), which the ARM EABI
+// aligns to 8 like the 64-bit ABIs do: the union starts at 8 everywhere and
+// the struct's size is a multiple of 8. Go aligns 64-bit values to 4 on
+// linux/arm, so both paddings are spelled out; the timestamp is a struct
+// timespec with the 32-bit time_t of Go's linux/arm (8 bytes there, 16 on
+// 64-bit): 136 bytes on 64-bit, 128 on 32-bit ARM.
+type v4l2Event struct {
+	Type      uint32
+	_         uint32
+	U         [64]byte
+	Pending   uint32
+	Sequence  uint32
+	Timestamp unix.Timespec
+	ID        uint32
+	Reserved  [8]uint32
+	_         uint32
+}
+
+// sourceChanges reads u.src_change.changes of a V4L2_EVENT_SOURCE_CHANGE.
+func (e *v4l2Event) sourceChanges() uint32 {
+	return uint32(e.U[0]) | uint32(e.U[1])<<8 | uint32(e.U[2])<<16 | uint32(e.U[3])<<24
+}
+
 // The asm-generic ioctl number layout (x86, ARM, arm64): nr in bits 0-7,
 // type in 8-15, argument size in 16-29, direction in 30-31. Other
 // architectures (mips, powerpc) lay it out differently; we do not ship there.
@@ -333,6 +445,18 @@ var (
 
 	vidiocEnumFrameSizes     = iowr('V', 74, unsafe.Sizeof(v4l2FrmSizeEnum{}))
 	vidiocEnumFrameIntervals = iowr('V', 75, unsafe.Sizeof(v4l2FrmIvalEnum{}))
+
+	// HDMI receivers. A video node that passes them on (unicam without the
+	// media controller) and a subdevice node (/dev/v4l-subdevN) answer the
+	// same numbers: VIDIOC_SUBDEV_G_EDID is VIDIOC_G_EDID and so on.
+	vidiocGEdid            = iowr('V', 40, unsafe.Sizeof(v4l2Edid{}))
+	vidiocSEdid            = iowr('V', 41, unsafe.Sizeof(v4l2Edid{}))
+	vidiocSDVTimings       = iowr('V', 87, unsafe.Sizeof(v4l2DVTimings{}))
+	vidiocGDVTimings       = iowr('V', 88, unsafe.Sizeof(v4l2DVTimings{}))
+	vidiocDQEvent          = ior('V', 89, unsafe.Sizeof(v4l2Event{}))
+	vidiocSubscribeEvent   = iow('V', 90, unsafe.Sizeof(v4l2EventSubscription{}))
+	vidiocUnsubscribeEvent = iow('V', 91, unsafe.Sizeof(v4l2EventSubscription{}))
+	vidiocQueryDVTimings   = ior('V', 99, unsafe.Sizeof(v4l2DVTimings{}))
 )
 
 // cString turns a NUL-padded kernel string into a Go string.

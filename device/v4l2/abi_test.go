@@ -15,7 +15,7 @@ import (
 )
 
 // The expected values below are what gcc computes from linux/videodev2.h
-// (Debian 12's linux-libc-dev) for x86_64-linux-gnu, aarch64-linux-gnu and
+// and linux/v4l2-subdev.h (Debian 12's linux-libc-dev) for x86_64-linux-gnu, aarch64-linux-gnu and
 // arm-linux-gnueabihf (32-bit time_t); TestABIMatchesCCompiler recomputes
 // them with the compiler where it is installed. 64-bit targets share one
 // layout.
@@ -39,6 +39,12 @@ var layout64 = abiLayout{
 		"v4l2_streamparm":     204,
 		"v4l2_frmsizeenum":    44,
 		"v4l2_frmivalenum":    52,
+
+		"v4l2_edid":               40,
+		"v4l2_event":              136,
+		"v4l2_bt_timings":         124,
+		"v4l2_dv_timings":         132,
+		"v4l2_event_subscription": 32,
 	},
 	offsets: map[string]uintptr{
 		"v4l2_capability.card":          16,
@@ -73,6 +79,24 @@ var layout64 = abiLayout{
 		"v4l2_frmivalenum.discrete":     20,
 		"v4l2_frmivalenum.stepwise":     20,
 		"v4l2_frmivalenum.reserved":     44,
+
+		"v4l2_edid.blocks":               8,
+		"v4l2_edid.edid":                 32,
+		"v4l2_bt_timings.pixelclock":     16,
+		"v4l2_bt_timings.hfrontporch":    24,
+		"v4l2_bt_timings.vbackporch":     44,
+		"v4l2_bt_timings.standards":      60,
+		"v4l2_bt_timings.picture_aspect": 68,
+		"v4l2_bt_timings.cea861_vic":     76,
+		"v4l2_bt_timings.reserved":       78,
+		"v4l2_dv_timings.bt":             4,
+		"v4l2_event_subscription.flags":  8,
+		"v4l2_event.u":                   8,
+		"v4l2_event.pending":             72,
+		"v4l2_event.sequence":            76,
+		"v4l2_event.timestamp":           80,
+		"v4l2_event.id":                  96,
+		"v4l2_event.reserved":            100,
 	},
 	ioctls: map[string]uintptr{
 		"VIDIOC_QUERYCAP":  0x80685600,
@@ -90,6 +114,21 @@ var layout64 = abiLayout{
 
 		"VIDIOC_ENUM_FRAMESIZES":     0xc02c564a,
 		"VIDIOC_ENUM_FRAMEINTERVALS": 0xc034564b,
+
+		"VIDIOC_G_EDID":            0xc0285628,
+		"VIDIOC_S_EDID":            0xc0285629,
+		"VIDIOC_S_DV_TIMINGS":      0xc0845657,
+		"VIDIOC_G_DV_TIMINGS":      0xc0845658,
+		"VIDIOC_DQEVENT":           0x80885659,
+		"VIDIOC_SUBSCRIBE_EVENT":   0x4020565a,
+		"VIDIOC_UNSUBSCRIBE_EVENT": 0x4020565b,
+		"VIDIOC_QUERY_DV_TIMINGS":  0x80845663,
+
+		"VIDIOC_SUBDEV_G_EDID":           0xc0285628,
+		"VIDIOC_SUBDEV_S_EDID":           0xc0285629,
+		"VIDIOC_SUBDEV_S_DV_TIMINGS":     0xc0845657,
+		"VIDIOC_SUBDEV_G_DV_TIMINGS":     0xc0845658,
+		"VIDIOC_SUBDEV_QUERY_DV_TIMINGS": 0x80845663,
 	},
 }
 
@@ -109,6 +148,12 @@ var layoutARM = abiLayout{
 		"v4l2_streamparm":     204,
 		"v4l2_frmsizeenum":    44,
 		"v4l2_frmivalenum":    52,
+
+		"v4l2_edid":               36,
+		"v4l2_event":              128,
+		"v4l2_bt_timings":         124,
+		"v4l2_dv_timings":         132,
+		"v4l2_event_subscription": 32,
 	},
 	offsets: map[string]uintptr{
 		"v4l2_capability.card":          16,
@@ -143,6 +188,24 @@ var layoutARM = abiLayout{
 		"v4l2_frmivalenum.discrete":     20,
 		"v4l2_frmivalenum.stepwise":     20,
 		"v4l2_frmivalenum.reserved":     44,
+
+		"v4l2_edid.blocks":               8,
+		"v4l2_edid.edid":                 32,
+		"v4l2_bt_timings.pixelclock":     16,
+		"v4l2_bt_timings.hfrontporch":    24,
+		"v4l2_bt_timings.vbackporch":     44,
+		"v4l2_bt_timings.standards":      60,
+		"v4l2_bt_timings.picture_aspect": 68,
+		"v4l2_bt_timings.cea861_vic":     76,
+		"v4l2_bt_timings.reserved":       78,
+		"v4l2_dv_timings.bt":             4,
+		"v4l2_event_subscription.flags":  8,
+		"v4l2_event.u":                   8,
+		"v4l2_event.pending":             72,
+		"v4l2_event.sequence":            76,
+		"v4l2_event.timestamp":           80,
+		"v4l2_event.id":                  88,
+		"v4l2_event.reserved":            92,
 	},
 	ioctls: map[string]uintptr{
 		"VIDIOC_QUERYCAP":  0x80685600,
@@ -160,6 +223,21 @@ var layoutARM = abiLayout{
 
 		"VIDIOC_ENUM_FRAMESIZES":     0xc02c564a,
 		"VIDIOC_ENUM_FRAMEINTERVALS": 0xc034564b,
+
+		"VIDIOC_G_EDID":            0xc0245628,
+		"VIDIOC_S_EDID":            0xc0245629,
+		"VIDIOC_S_DV_TIMINGS":      0xc0845657,
+		"VIDIOC_G_DV_TIMINGS":      0xc0845658,
+		"VIDIOC_DQEVENT":           0x80805659,
+		"VIDIOC_SUBSCRIBE_EVENT":   0x4020565a,
+		"VIDIOC_UNSUBSCRIBE_EVENT": 0x4020565b,
+		"VIDIOC_QUERY_DV_TIMINGS":  0x80845663,
+
+		"VIDIOC_SUBDEV_G_EDID":           0xc0245628,
+		"VIDIOC_SUBDEV_S_EDID":           0xc0245629,
+		"VIDIOC_SUBDEV_S_DV_TIMINGS":     0xc0845657,
+		"VIDIOC_SUBDEV_G_DV_TIMINGS":     0xc0845658,
+		"VIDIOC_SUBDEV_QUERY_DV_TIMINGS": 0x80845663,
 	},
 }
 
@@ -187,6 +265,10 @@ func goLayout() abiLayout {
 		parm       v4l2StreamParm
 		frmsize    v4l2FrmSizeEnum
 		frmival    v4l2FrmIvalEnum
+		edid       v4l2Edid
+		dv         v4l2DVTimings
+		sub        v4l2EventSubscription
+		event      v4l2Event
 	)
 	return abiLayout{
 		sizes: map[string]uintptr{
@@ -201,6 +283,12 @@ func goLayout() abiLayout {
 			"v4l2_streamparm":     unsafe.Sizeof(parm),
 			"v4l2_frmsizeenum":    unsafe.Sizeof(frmsize),
 			"v4l2_frmivalenum":    unsafe.Sizeof(frmival),
+
+			"v4l2_edid":               unsafe.Sizeof(edid),
+			"v4l2_event":              unsafe.Sizeof(event),
+			"v4l2_bt_timings":         unsafe.Sizeof(dv.BT),
+			"v4l2_dv_timings":         unsafe.Sizeof(dv),
+			"v4l2_event_subscription": unsafe.Sizeof(sub),
 		},
 		offsets: map[string]uintptr{
 			"v4l2_capability.card":          unsafe.Offsetof(capability.Card),
@@ -235,6 +323,24 @@ func goLayout() abiLayout {
 			"v4l2_frmivalenum.discrete":     unsafe.Offsetof(frmival.Interval),
 			"v4l2_frmivalenum.stepwise":     unsafe.Offsetof(frmival.Interval),
 			"v4l2_frmivalenum.reserved":     unsafe.Offsetof(frmival.Reserved),
+
+			"v4l2_edid.blocks":               unsafe.Offsetof(edid.Blocks),
+			"v4l2_edid.edid":                 unsafe.Offsetof(edid.Edid),
+			"v4l2_bt_timings.pixelclock":     unsafe.Offsetof(dv.BT.PixelClock),
+			"v4l2_bt_timings.hfrontporch":    unsafe.Offsetof(dv.BT.HFrontPorch),
+			"v4l2_bt_timings.vbackporch":     unsafe.Offsetof(dv.BT.VBackPorch),
+			"v4l2_bt_timings.standards":      unsafe.Offsetof(dv.BT.Standards),
+			"v4l2_bt_timings.picture_aspect": unsafe.Offsetof(dv.BT.PictureAspect),
+			"v4l2_bt_timings.cea861_vic":     unsafe.Offsetof(dv.BT.CEA861VIC),
+			"v4l2_bt_timings.reserved":       unsafe.Offsetof(dv.BT.Reserved),
+			"v4l2_dv_timings.bt":             unsafe.Offsetof(dv.BT),
+			"v4l2_event_subscription.flags":  unsafe.Offsetof(sub.Flags),
+			"v4l2_event.u":                   unsafe.Offsetof(event.U),
+			"v4l2_event.pending":             unsafe.Offsetof(event.Pending),
+			"v4l2_event.sequence":            unsafe.Offsetof(event.Sequence),
+			"v4l2_event.timestamp":           unsafe.Offsetof(event.Timestamp),
+			"v4l2_event.id":                  unsafe.Offsetof(event.ID),
+			"v4l2_event.reserved":            unsafe.Offsetof(event.Reserved),
 		},
 		ioctls: map[string]uintptr{
 			"VIDIOC_QUERYCAP":  vidiocQueryCap,
@@ -252,6 +358,23 @@ func goLayout() abiLayout {
 
 			"VIDIOC_ENUM_FRAMESIZES":     vidiocEnumFrameSizes,
 			"VIDIOC_ENUM_FRAMEINTERVALS": vidiocEnumFrameIntervals,
+
+			"VIDIOC_G_EDID":            vidiocGEdid,
+			"VIDIOC_S_EDID":            vidiocSEdid,
+			"VIDIOC_S_DV_TIMINGS":      vidiocSDVTimings,
+			"VIDIOC_G_DV_TIMINGS":      vidiocGDVTimings,
+			"VIDIOC_DQEVENT":           vidiocDQEvent,
+			"VIDIOC_SUBSCRIBE_EVENT":   vidiocSubscribeEvent,
+			"VIDIOC_UNSUBSCRIBE_EVENT": vidiocUnsubscribeEvent,
+			"VIDIOC_QUERY_DV_TIMINGS":  vidiocQueryDVTimings,
+
+			// The subdevice node's requests are the video node's: one
+			// set of numbers serves both.
+			"VIDIOC_SUBDEV_G_EDID":           vidiocGEdid,
+			"VIDIOC_SUBDEV_S_EDID":           vidiocSEdid,
+			"VIDIOC_SUBDEV_S_DV_TIMINGS":     vidiocSDVTimings,
+			"VIDIOC_SUBDEV_G_DV_TIMINGS":     vidiocGDVTimings,
+			"VIDIOC_SUBDEV_QUERY_DV_TIMINGS": vidiocQueryDVTimings,
 		},
 	}
 }
@@ -355,7 +478,7 @@ var cCompilers = map[string]string{
 // target.
 func cProbe(names []string) string {
 	var b strings.Builder
-	b.WriteString("#include <stddef.h>\n#include <linux/videodev2.h>\n")
+	b.WriteString("#include <stddef.h>\n#include <linux/videodev2.h>\n#include <linux/v4l2-subdev.h>\n")
 	for _, name := range names {
 		var expr string
 		switch {

@@ -47,6 +47,10 @@ type Config struct {
 	Buffers int
 	// Logger receives the negotiation outcome; nil means slog.Default().
 	Logger *slog.Logger
+	// HDMI, when set, makes the node an HDMI-to-CSI-2 bridge (TC358743):
+	// the source's DV timings decide size and rate, Width, Height and FPS
+	// are not asked for, and frames are YUYV (see hdmi.go).
+	HDMI *HDMIConfig
 }
 
 // Mode is what the driver actually delivers after negotiation.
@@ -66,8 +70,11 @@ type Mode struct {
 	// Buffers is how many buffers the driver allocated.
 	Buffers int
 	// Copies is true when the driver pads rows, so each raw frame is copied
-	// once to remove the padding (media.VideoFrame has no stride).
+	// once to remove the padding (media.VideoFrame has no stride), or when
+	// UYVY from an HDMI bridge is swapped into YUYV on the way.
 	Copies bool
+	// Signal is what the HDMI source sends (Config.HDMI); zero otherwise.
+	Signal Signal
 }
 
 // pollSlice bounds each wait in poll(2) so that ReadVideo notices a
@@ -104,8 +111,16 @@ type Source struct {
 	planes []plane
 	// packedBuf receives raw frames when the driver pads rows.
 	packedBuf []byte
-	// failed is the sticky error after the device went away.
+	// failed is the sticky error after the device went away (or the HDMI
+	// signal did).
 	failed error
+
+	// format is the fourcc the driver delivers.
+	format uint32
+	// hdmi is the bridge side of an HDMI input, nil for cameras.
+	hdmi *hdmiInput
+	// swapUYVY turns the bridge's UYVY into YUYV while removing padding.
+	swapUYVY bool
 }
 
 var _ device.VideoSource = (*Source)(nil)
@@ -117,19 +132,36 @@ func Open(path string, want Config, clock *device.Clock) (*Source, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open camera: %w", err)
 	}
+	if h := want.HDMI; h != nil && h.Subdevice != "" && h.SubdeviceNode == nil {
+		sub, err := OpenNode(h.Subdevice)
+		if err != nil {
+			dev.Close()
+			return nil, fmt.Errorf("open HDMI bridge subdevice: %w", err)
+		}
+		opened := *h
+		opened.SubdeviceNode = sub
+		want.HDMI = &opened
+	}
 	return NewSource(dev, path, want, clock)
 }
 
 // NewSource negotiates with an already open device (a node from OpenNode or
 // a FakeCamera) and starts it streaming. name is used in errors and logs.
-// The Source owns dev from now on: it is closed on failure too.
+// The Source owns dev from now on (and want.HDMI.SubdeviceNode): they are
+// closed on failure too.
 func NewSource(dev Device, name string, want Config, clock *device.Clock) (*Source, error) {
-	if clock == nil {
+	closeAll := func() {
 		dev.Close()
+		if want.HDMI != nil && want.HDMI.SubdeviceNode != nil {
+			want.HDMI.SubdeviceNode.Close()
+		}
+	}
+	if clock == nil {
+		closeAll()
 		return nil, fmt.Errorf("open %s: no capture clock", name)
 	}
-	if want.Width <= 0 || want.Height <= 0 {
-		dev.Close()
+	if want.HDMI == nil && (want.Width <= 0 || want.Height <= 0) {
+		closeAll()
 		return nil, fmt.Errorf("open %s: size %dx%d: width and height must be positive", name, want.Width, want.Height)
 	}
 	logger := want.Logger
@@ -142,6 +174,15 @@ func NewSource(dev Device, name string, want Config, clock *device.Clock) (*Sour
 		clock: clock,
 		log:   logger.With("device", name),
 		held:  -1,
+	}
+	if want.HDMI != nil {
+		s.hdmi = &hdmiInput{cfg: *want.HDMI, dev: dev, name: name}
+		if sub := want.HDMI.SubdeviceNode; sub != nil {
+			s.hdmi.dev, s.hdmi.owned, s.hdmi.name = sub, true, want.HDMI.Subdevice
+			if s.hdmi.name == "" {
+				s.hdmi.name = name + " (subdevice)"
+			}
+		}
 	}
 	if err := s.start(want); err != nil {
 		s.teardown()
@@ -169,6 +210,9 @@ func (s *Source) start(want Config) error {
 		return fmt.Errorf("open %s (%s, device caps %#08x): %w",
 			s.name, cString(capability.Card[:]), caps, ErrNotCapture)
 	}
+	if s.hdmi != nil {
+		return s.startHDMI(want)
+	}
 
 	offered, err := s.listModes(want)
 	if err != nil {
@@ -187,7 +231,12 @@ func (s *Source) start(want Config) error {
 	if err := s.setFrameRate(chosen.FPS); err != nil {
 		return err
 	}
-	count := want.Buffers
+	return s.startStreaming(want.Buffers)
+}
+
+// startStreaming maps count buffers (0 means 4), queues them and starts
+// the stream.
+func (s *Source) startStreaming(count int) error {
 	if count <= 0 {
 		count = 4
 	}
@@ -204,6 +253,28 @@ func (s *Source) start(want Config) error {
 		return fmt.Errorf("start streaming on %s: %w", s.name, err)
 	}
 	s.streaming = true
+	return nil
+}
+
+// stopStreaming undoes startStreaming, freeing the driver's buffers so
+// that the format can change.
+func (s *Source) stopStreaming() error {
+	bufType := int32(bufTypeVideoCapture)
+	if err := s.ioctl(vidiocStreamOff, unsafe.Pointer(&bufType)); err != nil {
+		return s.deviceError("stop streaming on "+s.name, err)
+	}
+	s.streaming = false
+	for i, mem := range s.buffers {
+		if err := s.dev.Munmap(mem); err != nil {
+			return fmt.Errorf("unmap buffer %d of %s: %w", i, s.name, err)
+		}
+	}
+	s.buffers = nil
+	s.held = -1
+	req := v4l2RequestBuffers{Count: 0, Type: bufTypeVideoCapture, Memory: memoryMMAP}
+	if err := s.ioctl(vidiocReqBufs, unsafe.Pointer(&req)); err != nil {
+		return s.deviceError("free the buffers of "+s.name, err)
+	}
 	return nil
 }
 
@@ -306,10 +377,16 @@ func (s *Source) setFormat(code uint32, width, height int) error {
 	if pix.Width == 0 || pix.Height == 0 {
 		return fmt.Errorf("set format %dx%d %s on %s: driver gave an empty size", width, height, fourccString(code), s.name)
 	}
+	s.format = code
 	s.mode.Format = formatOf(code)
+	if code == pixFmtUYVY {
+		// The same layout as YUYV; frameData swaps the bytes.
+		s.mode.Format = media.YUYV
+	}
 	s.mode.FourCC = fourccString(code)
 	s.mode.Width = int(pix.Width)
 	s.mode.Height = int(pix.Height)
+	s.mode.Copies, s.planes, s.packedBuf = false, nil, nil
 	if pix.Width != uint32(width) || pix.Height != uint32(height) {
 		s.log.Info("camera adjusted the size", "asked_width", width, "asked_height", height,
 			"width", pix.Width, "height", pix.Height)
@@ -328,7 +405,7 @@ func (s *Source) setFormat(code uint32, width, height int) error {
 	}
 	s.mode.Stride = stride
 	s.planes = rawPlanes(s.mode.Format, s.mode.Width, s.mode.Height, stride)
-	if !packed(s.planes) {
+	if !packed(s.planes) || s.swapUYVY {
 		s.mode.Copies = true
 		s.packedBuf = make([]byte, payloadSize(s.planes))
 	}
@@ -456,6 +533,21 @@ func (s *Source) ReadVideo(ctx context.Context) (media.VideoFrame, error) {
 		if err != nil {
 			return media.VideoFrame{}, s.deviceError("wait for a frame from "+s.name, err)
 		}
+		if s.hdmi != nil && s.hdmi.events {
+			// Checked on every wake-up and every poll slice: a subdevice's
+			// events do not wake the video node's poll.
+			changed, err := s.hdmi.sourceChanged()
+			if err != nil {
+				return media.VideoFrame{}, s.deviceError("read events of "+s.hdmi.name, err)
+			}
+			if changed {
+				if err := s.followSourceChange(); err != nil {
+					return media.VideoFrame{}, err
+				}
+				spurious = 0
+				continue
+			}
+		}
 		if !ready {
 			continue
 		}
@@ -514,6 +606,9 @@ func (s *Source) frameData(index int) ([]byte, bool) {
 	if used < planesSize(s.planes) {
 		return nil, false
 	}
+	if s.swapUYVY {
+		return swapUYVYRows(s.packedBuf, mem, s.planes[0]), true
+	}
 	if s.packedBuf != nil {
 		return compact(s.packedBuf, mem, s.planes), true
 	}
@@ -567,6 +662,11 @@ func (s *Source) teardown() error {
 	s.held = -1
 	if err := s.dev.Close(); err != nil {
 		errs = append(errs, fmt.Errorf("close %s: %w", s.name, err))
+	}
+	if s.hdmi != nil && s.hdmi.owned {
+		if err := s.hdmi.dev.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("close %s: %w", s.hdmi.name, err))
+		}
 	}
 	return errors.Join(errs...)
 }

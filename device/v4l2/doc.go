@@ -17,6 +17,10 @@
 // poll, close). FakeCamera implements it with the kernel's rules so the
 // capture code runs unchanged in tests on machines without a camera.
 //
+// HDMI-to-CSI-2 bridges (TC358743) are brought up with Config.HDMI: EDID,
+// DV timings and source change events, on the video node or the bridge's
+// subdevice (hdmi.go); FakeHDMI is their fake.
+//
 // Limits: single-planar capture only (USB cameras, unicam, HDMI bridges);
 // MMAP buffers only. On 32-bit ARM the structs follow the 32-bit time_t ABI
 // that Go's linux/arm port uses (68-byte v4l2_buffer); the kernel serves it

@@ -63,6 +63,9 @@ type FakeConfig struct {
 	// sends, in turn, instead of its numbered pattern; one longer than the
 	// buffer is cut short, as a real one would be.
 	Pictures [][]byte
+	// HDMI, when set, makes the fake an HDMI-to-CSI-2 bridge (see
+	// FakeHDMI); Formats and FrameRates are then not used.
+	HDMI *FakeHDMI
 }
 
 // FakeCamera is a V4L2 capture device in memory that implements Device and
@@ -122,6 +125,9 @@ type FakeCamera struct {
 	queue    []int
 	sequence uint32
 	start    time.Duration
+
+	// hdmi is the bridge of an HDMI fake, nil for cameras.
+	hdmi *fakeHDMI
 }
 
 type fakeBuffer struct {
@@ -160,6 +166,11 @@ func NewFakeCamera(cfg FakeConfig) *FakeCamera {
 	}
 	f := &FakeCamera{cfg: cfg, wake: make(chan struct{})}
 	f.interval = v4l2Fract{Numerator: 1, Denominator: uint32(cfg.FrameRates[0])}
+	if cfg.HDMI != nil {
+		f.hdmi = newFakeHDMI(*cfg.HDMI)
+		f.applyHDMIFormat(&v4l2PixFormat{PixelFormat: pixFmtUYVY})
+		return f
+	}
 	if len(cfg.Formats) > 0 {
 		first := &cfg.Formats[0]
 		size := first.Sizes[0]
@@ -267,6 +278,13 @@ func (f *FakeCamera) Ioctl(req uintptr, arg unsafe.Pointer) error {
 	}
 	if f.unplugged {
 		return unix.ENODEV
+	}
+	if f.hdmi != nil {
+		if handled, err := f.hdmiIoctl(req, arg); handled {
+			return err
+		}
+	} else if isHDMIRequest(req) {
+		return unix.ENOTTY
 	}
 	switch req {
 	case vidiocQueryCap:
@@ -633,7 +651,7 @@ func (f *FakeCamera) dqbuf(b *v4l2Buffer) error {
 	if !f.streaming || len(f.queue) == 0 {
 		return unix.EINVAL
 	}
-	if f.paused {
+	if f.paused || (f.hdmi != nil && !f.hdmi.flowing()) {
 		return unix.EAGAIN
 	}
 	index := f.queue[0]
@@ -658,6 +676,15 @@ func (f *FakeCamera) dqbuf(b *v4l2Buffer) error {
 	f.describe(b, buf)
 	f.sequence++
 	return nil
+}
+
+// framesFlow is false while an HDMI fake's bridge gets no usable picture.
+func (f *FakeCamera) framesFlow() bool { return f.hdmi == nil || f.hdmi.flowing() }
+
+// eventPending reports an event that the video node's poll signals
+// (POLLPRI); a subdevice's events are signalled on the subdevice.
+func (f *FakeCamera) eventPending() bool {
+	return f.hdmi != nil && !f.hdmi.cfg.Subdevice && len(f.hdmi.events) > 0
 }
 
 func (f *FakeCamera) frameInterval() time.Duration {
@@ -791,7 +818,7 @@ func (f *FakeCamera) Poll(timeout time.Duration) (bool, error) {
 			f.mu.Unlock()
 			return false, unix.EBADF
 		}
-		if f.unplugged || !f.streaming || (!f.paused && len(f.queue) > 0) {
+		if f.unplugged || !f.streaming || (!f.paused && len(f.queue) > 0 && f.framesFlow()) || f.eventPending() {
 			f.mu.Unlock()
 			return true, nil
 		}
@@ -838,6 +865,10 @@ func (f *FakeCamera) Close() error {
 	f.closed = true
 	f.streaming = false
 	f.queue = nil
+	if f.hdmi != nil && !f.hdmi.cfg.Subdevice {
+		// Subscriptions belong to the file handle.
+		f.hdmi.subscribed, f.hdmi.events = false, nil
+	}
 	f.notifyLocked()
 	return nil
 }

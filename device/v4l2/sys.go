@@ -22,8 +22,9 @@ type Device interface {
 	// Munmap releases a mapping made by Mmap.
 	Munmap(b []byte) error
 	// Poll waits at most timeout for a filled buffer. It reports true when
-	// one is ready or when the device signals an error condition, so that
-	// the following VIDIOC_DQBUF tells which; false after the timeout.
+	// one is ready, when an event is pending (POLLPRI: VIDIOC_DQEVENT) or
+	// when the device signals an error condition, so that the following
+	// VIDIOC_DQEVENT or VIDIOC_DQBUF tells which; false after the timeout.
 	Poll(timeout time.Duration) (bool, error)
 	// Close closes the device node.
 	Close() error
@@ -69,7 +70,7 @@ func (d *fileDevice) Mmap(offset int64, length int) ([]byte, error) {
 func (d *fileDevice) Munmap(b []byte) error { return unix.Munmap(b) }
 
 func (d *fileDevice) Poll(timeout time.Duration) (bool, error) {
-	d.pollFDs[0] = unix.PollFd{Fd: int32(d.fd), Events: unix.POLLIN}
+	d.pollFDs[0] = unix.PollFd{Fd: int32(d.fd), Events: unix.POLLIN | unix.POLLPRI}
 	ms := int(timeout / time.Millisecond)
 	if timeout < 0 {
 		ms = -1

@@ -87,6 +87,17 @@ func openMedia(cfg config.Config, clock *device.Clock, log *slog.Logger) (m open
 			formats = []media.PixelFormat{media.H264}
 		}
 		cam, mode, camErr := openCamera(cfg, formats, clock, log)
+		var noSignal *v4l2.SignalError
+		if camErr != nil && cfg.Video.EDID != "" && errors.As(camErr, &noSignal) {
+			// An HDMI bridge without a signal yet: start on the slate,
+			// with the signal problem as the camera's, and let the
+			// pipeline try the bridge again. The encoder runs at the
+			// configured size, which the source must then send.
+			log.Info("HDMI bridge has no usable signal yet; the slate runs until it has", "device", cfg.Video.Device, "reason", camErr.Error())
+			// The pipeline words it "camera <device> failed: no HDMI signal (ENOLINK)".
+			cam, camErr = v4l2.NewNoSignalSource(noSignal), nil
+			mode = v4l2.Mode{Format: media.YUYV, FourCC: "YUYV", Width: w, Height: h, FPS: float64(fps), Reason: "waiting for an HDMI signal"}
+		}
 		if camErr == nil {
 			m.video.Source, m.video.Name, m.camera = cam, cfg.Video.Device, true
 			w, h = mode.Width, mode.Height
@@ -230,9 +241,18 @@ func openCamera(cfg config.Config, formats []media.PixelFormat, clock *device.Cl
 	if _, err := os.Stat(cfg.Video.Device); err != nil {
 		return nil, v4l2.Mode{}, fmt.Errorf("no camera at %s", cfg.Video.Device)
 	}
-	cam, err := v4l2.Open(cfg.Video.Device, v4l2.Config{
-		Width: cfg.Video.Width, Height: cfg.Video.Height, FPS: cfg.Video.FPS, Formats: formats, Logger: log,
-	}, clock)
+	want := v4l2.Config{Width: cfg.Video.Width, Height: cfg.Video.Height, FPS: cfg.Video.FPS, Formats: formats, Logger: log}
+	if cfg.Video.EDID != "" {
+		// An HDMI bridge: the source's timings decide the mode. A size
+		// change ends the stream (the encoder runs at one size) and the
+		// pipeline's reopen takes the new mode if it fits.
+		edid, err := v4l2.LoadEDID(cfg.Video.EDID)
+		if err != nil {
+			return nil, v4l2.Mode{}, fmt.Errorf("video.edid: %w", err)
+		}
+		want.HDMI = &v4l2.HDMIConfig{EDID: edid, Subdevice: cfg.Video.HDMISubdevice}
+	}
+	cam, err := v4l2.Open(cfg.Video.Device, want, clock)
 	if err != nil {
 		return nil, v4l2.Mode{}, fmt.Errorf("camera %s: %w", cfg.Video.Device, err)
 	}

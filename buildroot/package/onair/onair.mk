@@ -64,6 +64,8 @@ define ONAIR_INSTALL_IMAGE_INFO
 	echo "$(ONAIR_BOARD)" > $(TARGET_DIR)/etc/onair/board
 	$(INSTALL) -D -m 0644 $(@D)/config/onair.yaml \
 		$(TARGET_DIR)/usr/share/onair/onair.yaml
+	$(INSTALL) -D -m 0644 $(@D)/device/v4l2/edid/edid-1080p30.bin \
+		$(TARGET_DIR)/etc/onair/edid-1080p30.bin
 	$(foreach key,$(ONAIR_OTA_PUBLIC_KEYS),
 		$(INSTALL) -D -m 0644 $(key) \
 			$(TARGET_DIR)/etc/onair/ota-keys/$(notdir $(key))
