@@ -44,6 +44,8 @@ func (f PixelFormat) String() string {
 
 // VideoFrame is one picture from a source. Data is only valid until the
 // source's next frame unless the consumer copies it: sources reuse buffers.
+// The same holds for DMABuf: a consumer that lends the buffer to hardware
+// must have it back before it asks the source for the next frame.
 type VideoFrame struct {
 	Format PixelFormat
 	Width  int
@@ -54,6 +56,31 @@ type VideoFrame struct {
 	// clock (time since the pipeline's epoch). It drives RTP and recording
 	// timestamps, never the wall clock.
 	Capture time.Duration
+	// DMABuf, when set (Size > 0), is the dma-buf the picture lies in, as
+	// the capture driver laid it out (rows Stride bytes apart), so that a
+	// hardware encoder can read it without a copy. The zero value means
+	// the picture is only in Data.
+	DMABuf DMABuf
+}
+
+// DMABuf locates a picture in a dma-buf exported by its capture driver
+// (VIDIOC_EXPBUF). The picture is in Format's single-buffer V4L2 layout:
+// for I420 and NV12 the chroma follows the luma at Offset+Stride*Height,
+// I420's two chroma planes with rows Stride/2 bytes apart.
+type DMABuf struct {
+	// FD is the dma-buf's file descriptor. The source owns it: it stays
+	// open until the source is closed; consumers never close it.
+	FD int
+	// Size is the buffer's length in bytes as its driver gives it
+	// (VIDIOC_QUERYBUF); the dma-buf itself may be rounded up to whole
+	// pages. 0 means no dma-buf.
+	Size int
+	// Offset is where the picture starts in the dma-buf.
+	Offset int
+	// Stride is the bytes from one row of the first plane to the next.
+	Stride int
+	// BytesUsed is how many bytes from Offset the picture occupies.
+	BytesUsed int
 }
 
 // AudioFrame is a run of interleaved signed 16-bit PCM samples.

@@ -205,6 +205,18 @@ func (b *v4l2Buffer) offset() uint32 { return uint32(b.M) }
 // setOffset sets m.offset, clearing the rest of the union.
 func (b *v4l2Buffer) setOffset(off uint32) { b.M = uintptr(off) }
 
+// v4l2ExportBuffer mirrors struct v4l2_exportbuffer (VIDIOC_EXPBUF): which
+// buffer (and plane) to export, the open(2) flags of the new descriptor,
+// and the dma-buf descriptor the kernel returns. 64 bytes everywhere.
+type v4l2ExportBuffer struct {
+	Type     uint32
+	Index    uint32
+	Plane    uint32
+	Flags    uint32
+	FD       int32
+	Reserved [11]uint32
+}
+
 // v4l2Fract mirrors struct v4l2_fract.
 type v4l2Fract struct {
 	Numerator   uint32
@@ -437,6 +449,7 @@ var (
 	vidiocReqBufs   = iowr('V', 8, unsafe.Sizeof(v4l2RequestBuffers{}))
 	vidiocQueryBuf  = iowr('V', 9, unsafe.Sizeof(v4l2Buffer{}))
 	vidiocQBuf      = iowr('V', 15, unsafe.Sizeof(v4l2Buffer{}))
+	vidiocExpBuf    = iowr('V', 16, unsafe.Sizeof(v4l2ExportBuffer{}))
 	vidiocDQBuf     = iowr('V', 17, unsafe.Sizeof(v4l2Buffer{}))
 	vidiocStreamOn  = iow('V', 18, unsafe.Sizeof(int32(0)))
 	vidiocStreamOff = iow('V', 19, unsafe.Sizeof(int32(0)))

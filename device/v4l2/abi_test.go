@@ -45,6 +45,7 @@ var layout64 = abiLayout{
 		"v4l2_bt_timings":         124,
 		"v4l2_dv_timings":         132,
 		"v4l2_event_subscription": 32,
+		"v4l2_exportbuffer":       64,
 	},
 	offsets: map[string]uintptr{
 		"v4l2_capability.card":          16,
@@ -97,6 +98,11 @@ var layout64 = abiLayout{
 		"v4l2_event.timestamp":           80,
 		"v4l2_event.id":                  96,
 		"v4l2_event.reserved":            100,
+		"v4l2_exportbuffer.index":        4,
+		"v4l2_exportbuffer.plane":        8,
+		"v4l2_exportbuffer.flags":        12,
+		"v4l2_exportbuffer.fd":           16,
+		"v4l2_exportbuffer.reserved":     20,
 	},
 	ioctls: map[string]uintptr{
 		"VIDIOC_QUERYCAP":  0x80685600,
@@ -106,6 +112,7 @@ var layout64 = abiLayout{
 		"VIDIOC_REQBUFS":   0xc0145608,
 		"VIDIOC_QUERYBUF":  0xc0585609,
 		"VIDIOC_QBUF":      0xc058560f,
+		"VIDIOC_EXPBUF":    0xc0405610,
 		"VIDIOC_DQBUF":     0xc0585611,
 		"VIDIOC_STREAMON":  0x40045612,
 		"VIDIOC_STREAMOFF": 0x40045613,
@@ -154,6 +161,7 @@ var layoutARM = abiLayout{
 		"v4l2_bt_timings":         124,
 		"v4l2_dv_timings":         132,
 		"v4l2_event_subscription": 32,
+		"v4l2_exportbuffer":       64,
 	},
 	offsets: map[string]uintptr{
 		"v4l2_capability.card":          16,
@@ -206,6 +214,11 @@ var layoutARM = abiLayout{
 		"v4l2_event.timestamp":           80,
 		"v4l2_event.id":                  88,
 		"v4l2_event.reserved":            92,
+		"v4l2_exportbuffer.index":        4,
+		"v4l2_exportbuffer.plane":        8,
+		"v4l2_exportbuffer.flags":        12,
+		"v4l2_exportbuffer.fd":           16,
+		"v4l2_exportbuffer.reserved":     20,
 	},
 	ioctls: map[string]uintptr{
 		"VIDIOC_QUERYCAP":  0x80685600,
@@ -215,6 +228,7 @@ var layoutARM = abiLayout{
 		"VIDIOC_REQBUFS":   0xc0145608,
 		"VIDIOC_QUERYBUF":  0xc0445609,
 		"VIDIOC_QBUF":      0xc044560f,
+		"VIDIOC_EXPBUF":    0xc0405610,
 		"VIDIOC_DQBUF":     0xc0445611,
 		"VIDIOC_STREAMON":  0x40045612,
 		"VIDIOC_STREAMOFF": 0x40045613,
@@ -269,6 +283,7 @@ func goLayout() abiLayout {
 		dv         v4l2DVTimings
 		sub        v4l2EventSubscription
 		event      v4l2Event
+		export     v4l2ExportBuffer
 	)
 	return abiLayout{
 		sizes: map[string]uintptr{
@@ -289,6 +304,7 @@ func goLayout() abiLayout {
 			"v4l2_bt_timings":         unsafe.Sizeof(dv.BT),
 			"v4l2_dv_timings":         unsafe.Sizeof(dv),
 			"v4l2_event_subscription": unsafe.Sizeof(sub),
+			"v4l2_exportbuffer":       unsafe.Sizeof(export),
 		},
 		offsets: map[string]uintptr{
 			"v4l2_capability.card":          unsafe.Offsetof(capability.Card),
@@ -341,6 +357,11 @@ func goLayout() abiLayout {
 			"v4l2_event.timestamp":           unsafe.Offsetof(event.Timestamp),
 			"v4l2_event.id":                  unsafe.Offsetof(event.ID),
 			"v4l2_event.reserved":            unsafe.Offsetof(event.Reserved),
+			"v4l2_exportbuffer.index":        unsafe.Offsetof(export.Index),
+			"v4l2_exportbuffer.plane":        unsafe.Offsetof(export.Plane),
+			"v4l2_exportbuffer.flags":        unsafe.Offsetof(export.Flags),
+			"v4l2_exportbuffer.fd":           unsafe.Offsetof(export.FD),
+			"v4l2_exportbuffer.reserved":     unsafe.Offsetof(export.Reserved),
 		},
 		ioctls: map[string]uintptr{
 			"VIDIOC_QUERYCAP":  vidiocQueryCap,
@@ -350,6 +371,7 @@ func goLayout() abiLayout {
 			"VIDIOC_REQBUFS":   vidiocReqBufs,
 			"VIDIOC_QUERYBUF":  vidiocQueryBuf,
 			"VIDIOC_QBUF":      vidiocQBuf,
+			"VIDIOC_EXPBUF":    vidiocExpBuf,
 			"VIDIOC_DQBUF":     vidiocDQBuf,
 			"VIDIOC_STREAMON":  vidiocStreamOn,
 			"VIDIOC_STREAMOFF": vidiocStreamOff,

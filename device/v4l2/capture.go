@@ -121,6 +121,12 @@ type Source struct {
 	hdmi *hdmiInput
 	// swapUYVY turns the bridge's UYVY into YUYV while removing padding.
 	swapUYVY bool
+
+	// export makes the buffers exported as dma-bufs (ExportBuffers), again
+	// whenever they are allocated anew; exports[i] is buffer i's
+	// descriptor.
+	export  bool
+	exports []int
 }
 
 var _ device.VideoSource = (*Source)(nil)
@@ -243,6 +249,13 @@ func (s *Source) startStreaming(count int) error {
 	if err := s.mapBuffers(count); err != nil {
 		return err
 	}
+	if s.export {
+		if err := s.exportBuffers(); err != nil {
+			// Frames still flow; the encoder copies them.
+			s.log.Warn("camera buffers not exported as dma-bufs; the encoder copies frames", "error", err)
+			s.export = false
+		}
+	}
 	for i := range s.buffers {
 		if err := s.queue(i); err != nil {
 			return err
@@ -264,6 +277,9 @@ func (s *Source) stopStreaming() error {
 		return s.deviceError("stop streaming on "+s.name, err)
 	}
 	s.streaming = false
+	if err := s.closeExports(); err != nil {
+		return err
+	}
 	for i, mem := range s.buffers {
 		if err := s.dev.Munmap(mem); err != nil {
 			return fmt.Errorf("unmap buffer %d of %s: %w", i, s.name, err)
@@ -586,6 +602,7 @@ func (s *Source) ReadVideo(ctx context.Context) (media.VideoFrame, error) {
 			Height:  s.mode.Height,
 			Data:    data,
 			Capture: s.captureTime(),
+			DMABuf:  s.dmabuf(index),
 		}, nil
 	}
 }
@@ -658,6 +675,9 @@ func (s *Source) teardown() error {
 			errs = append(errs, fmt.Errorf("unmap buffer %d of %s: %w", i, s.name, err))
 		}
 	}
+	if err := s.closeExports(); err != nil {
+		errs = append(errs, err)
+	}
 	s.buffers = nil
 	s.held = -1
 	if err := s.dev.Close(); err != nil {
@@ -669,4 +689,83 @@ func (s *Source) teardown() error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// ExportBuffers exports the camera's buffers as dma-bufs (VIDIOC_EXPBUF),
+// and again whenever they are allocated anew (an HDMI mode change), so
+// that every raw frame carries the dma-buf it lies in (media.DMABuf) and a
+// hardware encoder can read it without a copy. The descriptors are closed
+// by Close. It fails, and frames carry no dma-buf, when the driver cannot
+// export (ENOTTY, EINVAL) or the frames are not the buffer's bytes as they
+// are (compressed formats, the HDMI bridge's UYVY swapped into YUYV).
+//
+// The ownership rule stays the one of Data: the buffer is the consumer's
+// until its next ReadVideo, which queues it to be filled again. A consumer
+// that lends it to hardware gets it back before reading on.
+func (s *Source) ExportBuffers() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return fmt.Errorf("export buffers of %s: %w", s.name, ErrClosed)
+	}
+	if s.export {
+		return nil
+	}
+	if s.planes == nil || s.swapUYVY {
+		return fmt.Errorf("export buffers of %s: %s frames are not the buffers' bytes as the driver fills them", s.name, s.mode.FourCC)
+	}
+	if err := s.exportBuffers(); err != nil {
+		return err
+	}
+	s.export = true
+	return nil
+}
+
+// exportBuffers runs VIDIOC_EXPBUF on every buffer; on failure it closes
+// what it exported.
+func (s *Source) exportBuffers() error {
+	if _, ok := s.dev.(dmabufCloser); !ok {
+		return fmt.Errorf("export buffers of %s: the device cannot close dma-bufs", s.name)
+	}
+	for i := range s.buffers {
+		exp := v4l2ExportBuffer{Type: bufTypeVideoCapture, Index: uint32(i), Flags: unix.O_CLOEXEC | unix.O_RDWR}
+		if err := s.ioctl(vidiocExpBuf, unsafe.Pointer(&exp)); err != nil {
+			err = fmt.Errorf("export buffer %d of %s as a dma-buf: %w", i, s.name, err)
+			if cerr := s.closeExports(); cerr != nil {
+				err = errors.Join(err, cerr)
+			}
+			return err
+		}
+		s.exports = append(s.exports, int(exp.FD))
+	}
+	return nil
+}
+
+// closeExports closes the dma-buf descriptors of the buffers.
+func (s *Source) closeExports() error {
+	closer, ok := s.dev.(dmabufCloser)
+	if !ok || len(s.exports) == 0 {
+		s.exports = nil
+		return nil
+	}
+	var errs []error
+	for i, fd := range s.exports {
+		if err := closer.CloseDMABuf(fd); err != nil {
+			errs = append(errs, fmt.Errorf("close dma-buf of buffer %d of %s: %w", i, s.name, err))
+		}
+	}
+	s.exports = nil
+	return errors.Join(errs...)
+}
+
+// dmabuf describes where the dequeued buffer index lies as a dma-buf, or
+// nothing when the buffers are not exported.
+func (s *Source) dmabuf(index int) media.DMABuf {
+	if index >= len(s.exports) || s.swapUYVY || s.planes == nil {
+		return media.DMABuf{}
+	}
+	return media.DMABuf{
+		FD: s.exports[index], Size: len(s.buffers[index]),
+		Stride: s.mode.Stride, BytesUsed: int(s.dq.BytesUsed),
+	}
 }

@@ -21,8 +21,14 @@
 // DV timings and source change events, on the video node or the bridge's
 // subdevice (hdmi.go); FakeHDMI is their fake.
 //
+// Source.ExportBuffers exports the buffers as dma-bufs (VIDIOC_EXPBUF) and
+// makes every raw frame name the one it lies in (media.DMABuf), for a
+// hardware encoder to read without a copy; FakeConfig.DMABufs gives the
+// fake a dmabuftest.Heap shared with the fake encoder, which checks that a
+// buffer is never filled and read at once.
+//
 // Limits: single-planar capture only (USB cameras, unicam, HDMI bridges);
-// MMAP buffers only. On 32-bit ARM the structs follow the 32-bit time_t ABI
+// MMAP buffers only (exported, never imported). On 32-bit ARM the structs follow the 32-bit time_t ABI
 // that Go's linux/arm port uses (68-byte v4l2_buffer); the kernel serves it
 // on both 32-bit and 64-bit kernels.
 package v4l2

@@ -2,12 +2,14 @@ package v4l2
 
 import (
 	"encoding/binary"
+	"fmt"
 	"sync"
 	"time"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
 
+	"github.com/onair/onair/device/v4l2/dmabuftest"
 	"github.com/onair/onair/media"
 )
 
@@ -66,6 +68,15 @@ type FakeConfig struct {
 	// HDMI, when set, makes the fake an HDMI-to-CSI-2 bridge (see
 	// FakeHDMI); Formats and FrameRates are then not used.
 	HDMI *FakeHDMI
+	// DMABufs, when set, makes VIDIOC_EXPBUF export the buffers into this
+	// table (give the fake encoder the same one); without it EXPBUF is
+	// ENOTTY, as from a driver that cannot export. The fake tells the
+	// table when a buffer is queued to be filled and dequeued, and the
+	// table reports a buffer queued while an importer holds it.
+	DMABufs *dmabuftest.Heap
+	// DMABufMemory is what the exported buffers are: dmabuftest.Contiguous
+	// (default: unicam, the HDMI bridge) or dmabuftest.Vmalloc (UVC).
+	DMABufMemory dmabuftest.Memory
 }
 
 // FakeCamera is a V4L2 capture device in memory that implements Device and
@@ -80,6 +91,9 @@ type FakeConfig struct {
 //     core blocks or returns EAGAIN in the second case; the fake is stricter
 //     so that a source that loses track of its buffers fails loudly);
 //   - STREAMON without buffers: EINVAL;
+//   - EXPBUF of a wrong type, index or plane, or with flags other than
+//     O_CLOEXEC and the access mode: EINVAL; without FakeConfig.DMABufs:
+//     ENOTTY;
 //   - S_PARM while streaming: EBUSY (as UVC answers; the rate is part of
 //     the USB bandwidth negotiated at STREAMON);
 //   - ENUM_FRAMEINTERVALS for a size the format does not list: EINVAL;
@@ -134,6 +148,17 @@ type fakeBuffer struct {
 	data   []byte
 	queued bool
 	mapped int
+	// exports are the dma-buf descriptors made of this buffer.
+	exports []int
+}
+
+// setQueued marks the buffer queued to be filled or back with the user,
+// and tells the dma-buf table so for every export of it.
+func (f *FakeCamera) setQueued(b *fakeBuffer, queued bool) {
+	b.queued = queued
+	for _, fd := range b.exports {
+		f.cfg.DMABufs.Filling(fd, queued)
+	}
 }
 
 // fakeCookieShift spaces the mmap cookies of the fake's buffers the way
@@ -330,6 +355,8 @@ func (f *FakeCamera) Ioctl(req uintptr, arg unsafe.Pointer) error {
 		return f.queryBuf((*v4l2Buffer)(arg))
 	case vidiocQBuf:
 		return f.qbuf((*v4l2Buffer)(arg))
+	case vidiocExpBuf:
+		return f.expBuf((*v4l2ExportBuffer)(arg))
 	case vidiocDQBuf:
 		return f.dqbuf((*v4l2Buffer)(arg))
 	case vidiocStreamOn, vidiocStreamOff:
@@ -637,7 +664,7 @@ func (f *FakeCamera) qbuf(b *v4l2Buffer) error {
 	if buf.queued {
 		return unix.EINVAL
 	}
-	buf.queued = true
+	f.setQueued(buf, true)
 	f.queue = append(f.queue, int(b.Index))
 	f.describe(b, buf)
 	f.notifyLocked()
@@ -658,7 +685,7 @@ func (f *FakeCamera) dqbuf(b *v4l2Buffer) error {
 	// Shift rather than reslice so the queue keeps its capacity.
 	f.queue = append(f.queue[:0], f.queue[1:]...)
 	buf := f.buffers[index]
-	buf.queued = false
+	f.setQueued(buf, false)
 
 	*b = v4l2Buffer{Index: uint32(index), Type: bufTypeVideoCapture, Memory: memoryMMAP, Field: fieldNone}
 	b.BytesUsed = uint32(f.fill(buf.data, f.sequence))
@@ -755,10 +782,52 @@ func (f *FakeCamera) streamOn() error {
 func (f *FakeCamera) streamOff() {
 	f.streaming = false
 	for _, b := range f.buffers {
-		b.queued = false
+		f.setQueued(b, false)
 	}
 	f.queue = nil
 	f.notifyLocked()
+}
+
+// expBuf is VIDIOC_EXPBUF: a new dma-buf descriptor for a buffer. Like
+// videobuf2's, an export outlives REQBUFS and Close (it holds the memory).
+func (f *FakeCamera) expBuf(e *v4l2ExportBuffer) error {
+	if f.cfg.DMABufs == nil {
+		return unix.ENOTTY
+	}
+	if f.cfg.M2M || e.Type != bufTypeVideoCapture || int(e.Index) >= len(f.buffers) || e.Plane != 0 ||
+		e.Flags&^uint32(unix.O_CLOEXEC|unix.O_ACCMODE) != 0 {
+		return unix.EINVAL
+	}
+	memory := f.cfg.DMABufMemory
+	if memory == 0 {
+		memory = dmabuftest.Contiguous
+	}
+	buf := f.buffers[e.Index]
+	fd := f.cfg.DMABufs.Export(buf.data, memory, fmt.Sprintf("camera %s buffer %d", f.cfg.Card, e.Index))
+	buf.exports = append(buf.exports, fd)
+	if buf.queued {
+		f.cfg.DMABufs.Filling(fd, true)
+	}
+	e.FD = int32(fd)
+	return nil
+}
+
+// CloseDMABuf closes a descriptor EXPBUF returned, as close(2) would.
+func (f *FakeCamera) CloseDMABuf(fd int) error {
+	if f.cfg.DMABufs == nil {
+		return unix.EBADF
+	}
+	f.mu.Lock()
+	for _, b := range f.buffers {
+		for i, exported := range b.exports {
+			if exported == fd {
+				b.exports = append(b.exports[:i], b.exports[i+1:]...)
+				break
+			}
+		}
+	}
+	f.mu.Unlock()
+	return f.cfg.DMABufs.Close(fd)
 }
 
 // Mmap implements Device.
@@ -864,6 +933,9 @@ func (f *FakeCamera) Close() error {
 	}
 	f.closed = true
 	f.streaming = false
+	for _, b := range f.buffers {
+		f.setQueued(b, false)
+	}
 	f.queue = nil
 	if f.hdmi != nil && !f.hdmi.cfg.Subdevice {
 		// Subscriptions belong to the file handle.

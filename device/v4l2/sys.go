@@ -30,6 +30,13 @@ type Device interface {
 	Close() error
 }
 
+// dmabufCloser is the optional part of a Device that exports buffers: it
+// closes a descriptor VIDIOC_EXPBUF returned (a real file descriptor on a
+// node, a fake one on a FakeCamera).
+type dmabufCloser interface {
+	CloseDMABuf(fd int) error
+}
+
 // fileDevice is a Device backed by a real V4L2 file descriptor.
 type fileDevice struct {
 	fd int
@@ -92,6 +99,9 @@ func (d *fileDevice) Poll(timeout time.Duration) (bool, error) {
 	// VIDIOC_DQBUF then returns the errno that says what happened.
 	return true, nil
 }
+
+// CloseDMABuf closes a dma-buf descriptor exported from this node.
+func (d *fileDevice) CloseDMABuf(fd int) error { return unix.Close(fd) }
 
 func (d *fileDevice) Close() error {
 	if d.fd < 0 {

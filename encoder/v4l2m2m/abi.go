@@ -253,6 +253,13 @@ type v4l2Plane struct {
 // memOffset is m.mem_offset: the cookie to pass to mmap.
 func (p *v4l2Plane) memOffset() uint32 { return uint32(p.M) }
 
+// setFD sets m.fd, the dma-buf of a DMABUF plane: an int in the union's
+// first word, the rest of it cleared.
+func (p *v4l2Plane) setFD(fd int) { p.M = uintptr(uint32(int32(fd))) }
+
+// fd is m.fd.
+func (p *v4l2Plane) fd() int { return int(int32(uint32(p.M))) }
+
 // v4l2Buffer mirrors struct v4l2_buffer for the multi-planar API: the union
 // m holds the planes pointer and Length counts the planes. 88 bytes on
 // 64-bit, 68 on 32-bit ARM (32-bit time_t).

@@ -66,7 +66,7 @@ var layout64 = abiLayout{
 		"v4l2_pix_format_mplane.num_planes": 180, "v4l2_pix_format_mplane.plane_fmt": 20,
 		"v4l2_pix_format_mplane.quantization": 183, "v4l2_pix_format_mplane.xfer_func": 184,
 		"v4l2_pix_format_mplane.ycbcr_enc": 182, "v4l2_plane.data_offset": 16, "v4l2_plane.length": 4,
-		"v4l2_plane.m": 8, "v4l2_plane.reserved": 20, "v4l2_plane_pix_format.bytesperline": 4,
+		"v4l2_plane.m": 8, "v4l2_plane.m.fd": 8, "v4l2_plane.reserved": 20, "v4l2_plane_pix_format.bytesperline": 4,
 		"v4l2_requestbuffers.capabilities": 12, "v4l2_requestbuffers.flags": 16, "v4l2_streamparm.parm": 4,
 	},
 	ioctls: map[string]uintptr{
@@ -106,7 +106,7 @@ var layoutARM = abiLayout{
 		"v4l2_pix_format_mplane.num_planes": 180, "v4l2_pix_format_mplane.plane_fmt": 20,
 		"v4l2_pix_format_mplane.quantization": 183, "v4l2_pix_format_mplane.xfer_func": 184,
 		"v4l2_pix_format_mplane.ycbcr_enc": 182, "v4l2_plane.data_offset": 12, "v4l2_plane.length": 4,
-		"v4l2_plane.m": 8, "v4l2_plane.reserved": 16, "v4l2_plane_pix_format.bytesperline": 4,
+		"v4l2_plane.m": 8, "v4l2_plane.m.fd": 8, "v4l2_plane.reserved": 16, "v4l2_plane_pix_format.bytesperline": 4,
 		"v4l2_requestbuffers.capabilities": 12, "v4l2_requestbuffers.flags": 16, "v4l2_streamparm.parm": 4,
 	},
 	ioctls: map[string]uintptr{
@@ -238,7 +238,7 @@ func goLayout() abiLayout {
 			"v4l2_pix_format_mplane.num_planes": unsafe.Offsetof(pix.NumPlanes), "v4l2_pix_format_mplane.plane_fmt": unsafe.Offsetof(pix.PlaneFmt),
 			"v4l2_pix_format_mplane.quantization": unsafe.Offsetof(pix.Quantization), "v4l2_pix_format_mplane.xfer_func": unsafe.Offsetof(pix.XferFunc),
 			"v4l2_pix_format_mplane.ycbcr_enc": unsafe.Offsetof(pix.YcbcrEnc), "v4l2_plane.data_offset": unsafe.Offsetof(plane.DataOffset),
-			"v4l2_plane.length": unsafe.Offsetof(plane.Length), "v4l2_plane.m": unsafe.Offsetof(plane.M),
+			"v4l2_plane.length": unsafe.Offsetof(plane.Length), "v4l2_plane.m": unsafe.Offsetof(plane.M), "v4l2_plane.m.fd": unsafe.Offsetof(plane.M),
 			"v4l2_plane.reserved": unsafe.Offsetof(plane.Reserved), "v4l2_plane_pix_format.bytesperline": unsafe.Offsetof(pix.PlaneFmt[0].BytesPerLine),
 			"v4l2_requestbuffers.capabilities": unsafe.Offsetof(reqbufs.Capabilities), "v4l2_requestbuffers.flags": unsafe.Offsetof(reqbufs.Flags),
 			"v4l2_streamparm.parm": unsafe.Offsetof(parm.Parm),
@@ -464,6 +464,10 @@ func TestUnionAccess(t *testing.T) {
 	p := v4l2Plane{M: 0x12345000}
 	if *(*uint32)(unsafe.Add(unsafe.Pointer(&p), unsafe.Offsetof(p.M))) != 0x12345000 || p.memOffset() != 0x12345000 {
 		t.Fatal("mem_offset is not the first word of m")
+	}
+	p.setFD(-1)
+	if *(*int32)(unsafe.Add(unsafe.Pointer(&p), unsafe.Offsetof(p.M))) != -1 || p.fd() != -1 || p.M != 0xffffffff {
+		t.Fatalf("fd is not the first word of m, the rest cleared: %#x", p.M)
 	}
 	c := v4l2ExtControl{Value: -5}
 	if *(*int32)(unsafe.Add(unsafe.Pointer(&c), 12)) != -5 {

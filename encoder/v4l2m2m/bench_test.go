@@ -1,9 +1,12 @@
 package v4l2m2m
 
 import (
+	"context"
 	"fmt"
 	"testing"
+	"time"
 
+	"github.com/onair/onair/device/v4l2/dmabuftest"
 	"github.com/onair/onair/media"
 )
 
@@ -43,7 +46,58 @@ func BenchmarkHandOff(b *testing.B) {
 				}
 				b.ReportMetric(float64(n), "copied-B/frame")
 			})
+			b.Run(fmt.Sprintf("%s/%s-dmabuf", size.name, format), func(b *testing.B) {
+				benchmarkImport(b, format, size.width, size.height)
+			})
 		}
+	}
+}
+
+// benchmarkImport is the hand-off of a camera's dma-buf instead: no copy;
+// per frame the QBUF that imports the buffer and the DQBUFs that give it
+// and the coded picture back (the fake encodes inside the QBUF; it writes
+// a P slice and reads none of the picture). output-wait-ns/frame is the
+// part spent getting the camera's buffer back before Encode may return.
+func benchmarkImport(b *testing.B, format media.PixelFormat, width, height int) {
+	heap := dmabuftest.NewHeap(func(v string) { b.Error(v) })
+	src := exportingCamera(b, heap, dmabuftest.Contiguous, format, width, height, 0)
+	frame, err := src.ReadVideo(context.Background())
+	if err != nil {
+		b.Fatal(err)
+	}
+	devices := &fakes{cfg: FakeConfig{DMABufs: heap}}
+	p := params(width, height)
+	p.KeyframeInterval = 0
+	e, err := New(devices.open, "/dev/video11", p, Options{Format: format, Logger: quiet})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer e.Close()
+	if _, _, err := e.Encode(frame, false); err != nil { // sets up the import
+		b.Fatal(err)
+	}
+	devices.last().find(cidH264IPeriod).value = 0
+	s := e.s
+	var wait time.Duration
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if err := s.queueFrame(frame, false, time.Second); err != nil {
+			b.Fatal(err)
+		}
+		if _, ok, err := s.awaitSample(0, time.Second); err != nil || !ok {
+			b.Fatal(ok, err)
+		}
+		start := time.Now()
+		if err := s.awaitOutput(time.Second); err != nil {
+			b.Fatal(err)
+		}
+		wait += time.Since(start)
+	}
+	b.ReportMetric(0, "copied-B/frame")
+	b.ReportMetric(float64(wait.Nanoseconds())/float64(b.N), "output-wait-ns/frame")
+	if info := e.Info(); info.RawMemory != "dmabuf" {
+		b.Fatalf("encoder copies: %s", info.RawMemory)
 	}
 }
 
@@ -79,5 +133,54 @@ func BenchmarkEncode(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// BenchmarkEncodeCamera is a whole Encode of a camera's frame against the
+// fakes, copied into the encoder's buffer (copy: the frame's dma-buf is
+// left out) or imported (dmabuf), for the per-frame difference.
+//
+//	go test -run - -bench EncodeCamera -benchmem ./encoder/v4l2m2m/
+func BenchmarkEncodeCamera(b *testing.B) {
+	for _, size := range benchSizes {
+		for _, mode := range []string{"copy", "dmabuf"} {
+			b.Run(size.name+"/"+mode, func(b *testing.B) {
+				heap := dmabuftest.NewHeap(func(v string) { b.Error(v) })
+				src := exportingCamera(b, heap, dmabuftest.Contiguous, media.I420, size.width, size.height, 0)
+				frame, err := src.ReadVideo(context.Background())
+				if err != nil {
+					b.Fatal(err)
+				}
+				if mode == "copy" {
+					frame.DMABuf = media.DMABuf{}
+				}
+				devices := &fakes{cfg: FakeConfig{DMABufs: heap}}
+				p := params(size.width, size.height)
+				p.KeyframeInterval = 0
+				e, err := New(devices.open, "/dev/video11", p, Options{Logger: quiet})
+				if err != nil {
+					b.Fatal(err)
+				}
+				defer e.Close()
+				if _, _, err := e.Encode(frame, false); err != nil {
+					b.Fatal(err)
+				}
+				devices.last().find(cidH264IPeriod).value = 0
+				if mode == "copy" {
+					b.SetBytes(int64(len(frame.Data))) // the bytes copied; dmabuf copies none
+				}
+				b.ReportAllocs()
+				b.ResetTimer()
+				for i := 0; i < b.N; i++ {
+					if _, ok, err := e.Encode(frame, false); err != nil || !ok {
+						b.Fatal(ok, err)
+					}
+				}
+				b.StopTimer()
+				if got := e.Info().RawMemory; (got == "dmabuf") != (mode == "dmabuf") {
+					b.Fatalf("raw memory %s in the %s run", got, mode)
+				}
+			})
+		}
 	}
 }

@@ -66,10 +66,14 @@ type Info struct {
 	Width, Height int
 	// BytesPerLine is the driver's row stride of the raw buffers.
 	BytesPerLine int
-	Level        Level
-	Profile      string
-	RateControl  RateControl
-	BitrateKbps  int
+	// RawMemory is how pictures reach the hardware: "dmabuf" when it reads
+	// the camera's buffers (no copy), "mmap" when they are copied into
+	// the encoder's own.
+	RawMemory   string
+	Level       Level
+	Profile     string
+	RateControl RateControl
+	BitrateKbps int
 	// OutputBuffers and CaptureBuffers are the counts the driver gave;
 	// CodedBufferSize is the size of each coded (CAPTURE) buffer.
 	OutputBuffers, CaptureBuffers int
@@ -103,6 +107,9 @@ type Encoder struct {
 	badFrames int
 	// info is what the latest session negotiated.
 	info Info
+	// importRefused is why the driver would not read the camera's
+	// dma-bufs; once set, every picture is copied.
+	importRefused error
 }
 
 // maxBadFrames is how many corrupt coded buffers in a row make the encoder
@@ -138,7 +145,7 @@ func New(open Opener, path string, p encoder.VideoParams, opt Options) (*Encoder
 		return nil, fmt.Errorf("v4l2m2m %s: %w", path, err)
 	}
 	e := &Encoder{open: open, path: path, params: p, opt: opt, level: level, log: opt.Logger, format: opt.Format}
-	if e.s, err = e.start(opt.Format, p.Width, p.Height); err != nil {
+	if e.s, err = e.start(opt.Format, p.Width, p.Height, 0); err != nil {
 		return nil, err
 	}
 	return e, nil
@@ -167,6 +174,14 @@ func (e *Encoder) Info() Info {
 // hardware reported the picture's output corrupt (the next picture is then
 // forced to be a keyframe). An error means the device failed: the caller
 // calls Reset (or Close and Open) to carry on.
+//
+// A frame that carries a dma-buf (media.DMABuf) is not copied: the
+// hardware reads the camera's buffer (V4L2_MEMORY_DMABUF on the OUTPUT
+// queue; the first such frame sets the encoder up for it). Encode then
+// returns only once the hardware has given the buffer back, error or not,
+// so the camera may refill it as soon as the caller reads the next frame.
+// If the driver refuses the import (memory it cannot map, a row stride it
+// cannot take), the encoder says why once and copies from then on.
 func (e *Encoder) Encode(frame media.VideoFrame, forceKeyframe bool) (media.Sample, bool, error) {
 	if e.closed {
 		return media.Sample{}, false, errors.New("v4l2m2m: encoder is closed")
@@ -186,12 +201,29 @@ func (e *Encoder) Encode(frame media.VideoFrame, forceKeyframe bool) (media.Samp
 		return media.Sample{}, false, fmt.Errorf("v4l2m2m %s: %dx%d %s picture needs %d bytes, frame has %d",
 			e.path, frame.Width, frame.Height, frame.Format, need, len(frame.Data))
 	}
+	if stride := e.importStride(frame); stride != e.s.importStride {
+		if err := e.switchMemory(stride); err != nil {
+			return media.Sample{}, false, err
+		}
+	}
 	s := e.s
-	if err := s.queueFrame(frame, forceKeyframe || e.forceKey, e.opt.Timeout); err != nil {
+	err := s.queueFrame(frame, forceKeyframe || e.forceKey, e.opt.Timeout)
+	if refused := asRefusal(err); refused != nil {
+		e.refuseImport(refused)
+		if err := e.switchMemory(0); err != nil {
+			return media.Sample{}, false, err
+		}
+		s = e.s
+		err = s.queueFrame(frame, forceKeyframe || e.forceKey, e.opt.Timeout)
+	}
+	if err != nil {
 		return media.Sample{}, false, e.fail(err)
 	}
 	e.forceKey = false
 	sample, ok, err := s.awaitSample(e.opt.Delay, e.opt.Timeout)
+	if err == nil {
+		err = s.awaitOutput(e.opt.Timeout)
+	}
 	if err != nil {
 		return media.Sample{}, false, e.fail(err)
 	}
@@ -233,10 +265,80 @@ func (e *Encoder) withParameterSets(sample *media.Sample) {
 	sample.Data = append(append(data, e.paramSets...), sample.Data...)
 }
 
-// fail makes err the encoder's sticky device error.
+// fail makes err the encoder's sticky device error. A session that still
+// holds the camera's buffer is torn down at once (STREAMOFF gives every
+// buffer back), since the caller reads the next frame after this returns.
 func (e *Encoder) fail(err error) error {
 	e.err = fmt.Errorf("v4l2m2m %s: %w", e.path, err)
+	if e.s != nil && e.s.lent >= 0 {
+		e.s.teardown(false, e.opt.Timeout)
+		e.s = nil
+	}
 	return e.err
+}
+
+// importStride is the row stride of the frame's dma-buf when the hardware
+// is to read it, 0 when the frame is to be copied.
+func (e *Encoder) importStride(frame media.VideoFrame) int {
+	if e.importRefused != nil || frame.DMABuf.Size <= 0 || frame.DMABuf.Stride <= 0 {
+		return 0
+	}
+	return frame.DMABuf.Stride
+}
+
+// switchMemory sets the encoder up again with the OUTPUT queue importing
+// dma-bufs of the given row stride, or (0) holding buffers to copy into.
+// The stateful encoder interface fixes the memory type at REQBUFS, on a
+// stopped queue whose buffers are freed, and the stride with the raw
+// format before that; a new session on a new file handle does both, as a
+// format change does. Pictures the hardware still holds (Options.Delay
+// above 0) are dropped; with the default there are none between frames.
+func (e *Encoder) switchMemory(stride int) error {
+	l := e.s.layout
+	e.s.teardown(false, e.opt.Timeout)
+	e.s = nil
+	s, err := e.startSession(l.format, l.width, l.height, stride)
+	if err != nil {
+		e.err = err // start's error names the device already
+		return err
+	}
+	e.s = s
+	return nil
+}
+
+// startSession starts a session importing dma-bufs of the given stride
+// (when above 0), or copying when the driver refuses that.
+func (e *Encoder) startSession(format media.PixelFormat, width, height, stride int) (*session, error) {
+	if stride > 0 {
+		s, err := e.start(format, width, height, stride)
+		refused := asRefusal(err)
+		if refused == nil {
+			return s, err
+		}
+		e.refuseImport(refused)
+	}
+	return e.start(format, width, height, 0)
+}
+
+// asRefusal returns the import refusal err wraps, if any. It looks only
+// at a non-nil err: errors.As would allocate on every picture.
+func asRefusal(err error) *importRefusal {
+	if err == nil {
+		return nil
+	}
+	var refused *importRefusal
+	if errors.As(err, &refused) {
+		return refused
+	}
+	return nil
+}
+
+// refuseImport makes the encoder copy every picture from now on, and says
+// why, once.
+func (e *Encoder) refuseImport(refused *importRefusal) {
+	e.importRefused = refused.err
+	e.log.Warn("hardware encoder cannot read the camera's buffers; copying every picture instead",
+		"device", e.path, "reason", refused.err.Error())
 }
 
 // reconfigure sets the encoder up again for a frame of another format or
@@ -260,7 +362,7 @@ func (e *Encoder) reconfigure(frame media.VideoFrame) error {
 	e.s.teardown(false, e.opt.Timeout)
 	e.s = nil
 	e.params, e.level, e.format = p, level, frame.Format
-	if e.s, err = e.start(frame.Format, p.Width, p.Height); err != nil {
+	if e.s, err = e.startSession(frame.Format, p.Width, p.Height, e.importStride(frame)); err != nil {
 		e.err = err // start's error names the device already
 		return err
 	}
@@ -304,7 +406,7 @@ func (e *Encoder) Reset() error {
 		e.s = nil
 	}
 	e.err, e.badFrames, e.forceKey = nil, 0, false
-	s, err := e.start(e.format, e.params.Width, e.params.Height)
+	s, err := e.start(e.format, e.params.Width, e.params.Height, 0)
 	if err != nil {
 		return err
 	}

@@ -8,6 +8,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/onair/onair/device/v4l2/dmabuftest"
 	"github.com/onair/onair/media"
 )
 
@@ -55,6 +56,10 @@ type FakeConfig struct {
 	// Stall makes the firmware take every setting and produce nothing, as
 	// a wedged VPU does.
 	Stall bool
+	// DMABufs is the dma-buf table the OUTPUT queue imports from (the
+	// fake camera's, see device/v4l2.FakeConfig.DMABufs). Without it every
+	// imported descriptor is unknown: QBUF says EINVAL.
+	DMABufs *dmabuftest.Heap
 }
 
 // FakePicture is a raw picture as the fake read it out of an OUTPUT buffer,
@@ -74,7 +79,16 @@ type FakePicture struct {
 //
 //   - multi-planar only: a single-planar buffer type in S_FMT, REQBUFS,
 //     QUERYBUF, QBUF, DQBUF or STREAMON is EINVAL (ENUM_FMT takes both, as
-//     the V4L2 core does); MMAP memory only (the real one also takes DMABUF);
+//     the V4L2 core does); MMAP memory on both queues and DMABUF on OUTPUT
+//     (the real one also takes DMABUF on CAPTURE: the fake says EINVAL); a
+//     buffer ioctl whose memory is not the queue's: EINVAL;
+//   - DMABUF import (QBUF on OUTPUT with m.fd): a descriptor not in
+//     FakeConfig.DMABufs: EINVAL (dma_buf_get fails); a length or dma-buf
+//     smaller than sizeimage: EINVAL; memory that is not contiguous
+//     (dmabuftest.Vmalloc, a UVC webcam's): EFAULT, as videobuf2-dma-contig
+//     refuses a scattered buffer on a device without an IOMMU. An imported
+//     buffer is lent to the encoder from QBUF until DQBUF or STREAMOFF, and
+//     the table reports a camera that queues it again meanwhile;
 //   - S_FMT on a queue with buffers: EBUSY; REQBUFS while streaming, or while
 //     buffers are mapped: EBUSY; STREAMON without buffers: EINVAL;
 //   - formats corrected as the driver's try_fmt does: sizes clamped to
@@ -149,7 +163,9 @@ const (
 )
 
 type fakeQueue struct {
-	bufType   uint32
+	bufType uint32
+	// memory is the queue's memory type since REQBUFS (0: no buffers).
+	memory    uint32
 	format    v4l2PixFormatMplane
 	buffers   []*fakeBuffer
 	streaming bool
@@ -169,7 +185,14 @@ const (
 )
 
 type fakeBuffer struct {
-	data      []byte
+	// data is the buffer's memory: its own for MMAP, the imported
+	// dma-buf's (from dataOffset) for DMABUF.
+	data       []byte
+	dataOffset uint32
+	// fd is the imported dma-buf (DMABUF), lent while the buffer is
+	// queued or done.
+	fd        int
+	lent      bool
 	state     fakeBufState
 	mapped    int
 	bytesUsed uint32
@@ -210,12 +233,17 @@ type FakeStats struct {
 	// coded buffer marked LAST was dequeued.
 	EncoderStops int
 	LastDequeued bool
+	// Imports counts dma-bufs queued on OUTPUT, ImportsRefused the QBUFs
+	// of one that failed.
+	Imports, ImportsRefused int
 }
 
 // FakeState is a snapshot of a FakeDevice.
 type FakeState struct {
-	Closed                             bool
-	OutputStreaming, CaptureStreaming  bool
+	Closed                            bool
+	OutputStreaming, CaptureStreaming bool
+	// OutputMemory is "mmap" or "dmabuf" (OUTPUT buffers allocated).
+	OutputMemory                       string
 	OutputBuffers, CaptureBuffers      int
 	Mapped                             int
 	RawFourCC                          string
@@ -291,6 +319,7 @@ func (f *FakeDevice) State() FakeState {
 	outQ, capQ := &f.queues[fakeOut], &f.queues[fakeCap]
 	st := FakeState{
 		Closed:          f.closed,
+		OutputMemory:    memoryName(outQ.memory),
 		OutputStreaming: outQ.streaming, CaptureStreaming: capQ.streaming,
 		OutputBuffers: len(outQ.buffers), CaptureBuffers: len(capQ.buffers),
 		RawFourCC: fourccString(outQ.format.PixelFormat),
@@ -522,9 +551,34 @@ func (f *FakeDevice) parm(req uintptr, parm *v4l2StreamParm) error {
 	return nil
 }
 
+// memoryName names a memory type for FakeState.
+func memoryName(memory uint32) string {
+	switch memory {
+	case memoryMMAP:
+		return "mmap"
+	case memoryDMABUF:
+		return "dmabuf"
+	default:
+		return ""
+	}
+}
+
+// returnImports gives back every imported dma-buf the queue holds, as
+// STREAMOFF and releasing the file handle do.
+func (f *FakeDevice) returnImports(queue *fakeQueue) {
+	for _, b := range queue.buffers {
+		if b.lent {
+			b.lent = false
+			if f.cfg.DMABufs != nil {
+				f.cfg.DMABufs.Return(b.fd)
+			}
+		}
+	}
+}
+
 func (f *FakeDevice) reqBufs(req *v4l2RequestBuffers) error {
 	q, ok := queueOf(req.Type)
-	if !ok || req.Memory != memoryMMAP {
+	if !ok || (req.Memory != memoryMMAP && req.Memory != memoryDMABUF) {
 		return unix.EINVAL
 	}
 	queue := &f.queues[q]
@@ -536,15 +590,20 @@ func (f *FakeDevice) reqBufs(req *v4l2RequestBuffers) error {
 			return unix.EBUSY
 		}
 	}
-	queue.buffers, queue.queued, queue.done = nil, nil, nil
+	queue.buffers, queue.queued, queue.done, queue.memory = nil, nil, nil, 0
 	req.Capabilities = bufCapSupportsMMAP | bufCapSupportsDMABUF
 	if req.Count == 0 {
 		return nil
 	}
 	req.Count = min(req.Count, vb2MaxFrame)
+	queue.memory = req.Memory
 	size := queue.format.PlaneFmt[0].SizeImage
 	for i := uint32(0); i < req.Count; i++ {
-		queue.buffers = append(queue.buffers, &fakeBuffer{data: make([]byte, size)})
+		b := &fakeBuffer{fd: -1}
+		if req.Memory == memoryMMAP {
+			b.data = make([]byte, size)
+		}
+		queue.buffers = append(queue.buffers, b)
 	}
 	return nil
 }
@@ -553,7 +612,7 @@ func (f *FakeDevice) reqBufs(req *v4l2RequestBuffers) error {
 // ioctl and returns the queue and the buffer.
 func (f *FakeDevice) checkBuffer(b *v4l2Buffer, needIndex bool) (*fakeQueue, *fakeBuffer, error) {
 	q, ok := queueOf(b.Type)
-	if !ok || b.Memory != memoryMMAP {
+	if !ok || b.Memory != f.queues[q].memory {
 		return nil, nil, unix.EINVAL
 	}
 	if b.Planes == nil || b.Length < 1 || b.Length > videoMaxPlanes {
@@ -598,6 +657,11 @@ func (f *FakeDevice) describe(queue *fakeQueue, index uint32, b *v4l2Buffer) {
 	b.Timestamp = buf.timestamp
 	b.Sequence = buf.sequence
 	planes[0] = v4l2Plane{BytesUsed: buf.bytesUsed, Length: uint32(len(buf.data)), M: uintptr(f.cookie(queue, index))}
+	if queue.memory == memoryDMABUF {
+		planes[0].setFD(buf.fd)
+		planes[0].Length = uint32(len(buf.data)) + buf.dataOffset
+		planes[0].DataOffset = buf.dataOffset
+	}
 }
 
 func (f *FakeDevice) queryBuf(b *v4l2Buffer) error {
@@ -618,13 +682,20 @@ func (f *FakeDevice) qbuf(b *v4l2Buffer) error {
 		return unix.EINVAL
 	}
 	plane := unsafe.Slice(b.Planes, b.Length)[0]
+	if queue.memory == memoryDMABUF {
+		if err := f.importPlane(queue, buf, plane); err != nil {
+			f.stats.ImportsRefused++
+			return err
+		}
+	}
 	buf.flags = 0
 	if queue.bufType == bufTypeVideoOutputMplane {
 		used := plane.BytesUsed
 		if used == 0 {
 			used = uint32(len(buf.data)) // what videobuf2 does, with a warning
 		}
-		if used > uint32(len(buf.data)) || (plane.DataOffset > 0 && plane.DataOffset >= used) {
+		if used > uint32(len(buf.data))+buf.dataOffset || (plane.DataOffset > 0 && plane.DataOffset >= used) {
+			f.returnImport(buf)
 			return unix.EINVAL
 		}
 		buf.bytesUsed = used
@@ -655,6 +726,7 @@ func (f *FakeDevice) dqbuf(b *v4l2Buffer) error {
 	index := popFront(&queue.done)
 	buf := queue.buffers[index]
 	buf.state = fakeBufDequeued
+	f.returnImport(buf)
 	f.describe(queue, uint32(index), b)
 	if queue.bufType == bufTypeVideoCaptureMplane && buf.flags&bufFlagLast != 0 {
 		queue.lastDequeued = true
@@ -691,6 +763,7 @@ func (f *FakeDevice) streamOff(bufType uint32) error {
 	for _, b := range queue.buffers {
 		b.state = fakeBufDequeued
 	}
+	f.returnImports(queue)
 	queue.queued, queue.done = nil, nil
 	queue.streaming = false
 	queue.lastDequeued = false
@@ -782,7 +855,7 @@ func (f *FakeDevice) encodePicture(outQ *fakeQueue, index int) {
 	}
 	chunk := fakeChunk{timestamp: buf.timestamp, picture: f.frames}
 	switch {
-	case int(buf.bytesUsed) < layout.payload() || f.corruptNext:
+	case int(buf.bytesUsed-buf.dataOffset) < layout.payload() || f.corruptNext:
 		// A short picture (or an injected fault) is a failed encode.
 		chunk.err = true
 		f.corruptNext = false
@@ -945,7 +1018,7 @@ func (f *FakeDevice) Mmap(offset int64, length int) ([]byte, error) {
 	}
 	queue := &f.queues[q]
 	index := int(offset >> fakeCookieShift)
-	if offset&(1<<fakeCookieShift-1) != 0 || index >= len(queue.buffers) {
+	if queue.memory != memoryMMAP || offset&(1<<fakeCookieShift-1) != 0 || index >= len(queue.buffers) {
 		return nil, unix.EINVAL
 	}
 	buf := queue.buffers[index]
@@ -1007,5 +1080,46 @@ func (f *FakeDevice) Close() error {
 		return unix.EBADF
 	}
 	f.closed = true
+	// Releasing the file handle stops the queues and drops the imports.
+	for q := range f.queues {
+		f.returnImports(&f.queues[q])
+	}
 	return nil
+}
+
+// importPlane is videobuf2's DMABUF QBUF for the fake: it looks the
+// descriptor up, checks the sizes and the memory, and lends the dma-buf to
+// the encoder until the buffer is dequeued.
+func (f *FakeDevice) importPlane(queue *fakeQueue, buf *fakeBuffer, plane v4l2Plane) error {
+	if queue.bufType != bufTypeVideoOutputMplane || f.cfg.DMABufs == nil {
+		return unix.EINVAL
+	}
+	fd := plane.fd()
+	data, memory, err := f.cfg.DMABufs.Lookup(fd)
+	if err != nil {
+		return unix.EINVAL
+	}
+	length := int(plane.Length)
+	if length == 0 {
+		length = len(data)
+	}
+	if length > len(data) || length < int(queue.format.PlaneFmt[0].SizeImage) || int(plane.DataOffset) >= length {
+		return unix.EINVAL
+	}
+	if memory != dmabuftest.Contiguous {
+		return unix.EFAULT
+	}
+	buf.data, buf.dataOffset, buf.fd = data[plane.DataOffset:length], plane.DataOffset, fd
+	buf.lent = true
+	f.cfg.DMABufs.Lend(fd, f.cfg.Card)
+	f.stats.Imports++
+	return nil
+}
+
+// returnImport gives an imported dma-buf back to its exporter.
+func (f *FakeDevice) returnImport(buf *fakeBuffer) {
+	if buf.lent {
+		buf.lent = false
+		f.cfg.DMABufs.Return(buf.fd)
+	}
 }

@@ -97,8 +97,8 @@ func TestFakeMultiPlanarOnly(t *testing.T) {
 			t.Errorf("ENUM_FMT type %d: %v %s", bt, err, fourccString(desc.PixelFormat))
 		}
 	}
-	req := v4l2RequestBuffers{Count: 2, Type: bufTypeVideoOutputMplane, Memory: memoryDMABUF}
-	wantErrno(t, "REQBUFS DMABUF", d.Ioctl(vidiocReqBufs, unsafe.Pointer(&req)), unix.EINVAL)
+	req := v4l2RequestBuffers{Count: 2, Type: bufTypeVideoOutputMplane, Memory: 2} // V4L2_MEMORY_USERPTR
+	wantErrno(t, "REQBUFS USERPTR", d.Ioctl(vidiocReqBufs, unsafe.Pointer(&req)), unix.EINVAL)
 	wantErrno(t, "unknown request", d.Ioctl(iowr('V', 99, 4), unsafe.Pointer(&req)), unix.ENOTTY)
 }
 

@@ -3,6 +3,7 @@ package v4l2m2m
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 	"unsafe"
 
@@ -25,9 +26,26 @@ type session struct {
 
 	output  []mapping
 	capture []mapping
+	// outputCount is how many OUTPUT buffers the driver gave.
+	outputCount int
 	// freeOutput are the OUTPUT buffers we own (dequeued or never queued).
 	freeOutput []int
 	streaming  bool
+
+	// importStride is the row stride of the camera's dma-bufs when the
+	// OUTPUT queue imports them (V4L2_MEMORY_DMABUF); 0 when it holds MMAP
+	// buffers the pictures are copied into.
+	importStride int
+	// slots[i] is the dma-buf last queued in OUTPUT buffer i (-1: none):
+	// a dma-buf goes back to its own slot, where the driver keeps it
+	// mapped.
+	slots []int
+	// lent is the OUTPUT buffer holding the camera's buffer right now, -1
+	// when the hardware holds none.
+	lent int
+	// imported tells that an imported picture went through the hardware:
+	// a refusal after that is a device failure, not a reason to copy.
+	imported bool
 
 	// pending remembers the exact capture time of each queued picture by
 	// the microsecond timestamp the driver carries (it keeps only µs).
@@ -72,28 +90,51 @@ type pendingFrame struct {
 // firmware component as it is created (REQBUFS) and enabled (STREAMON);
 // profile, level and rate control are not meant to change on a running
 // component, and the fake refuses that.
-func (e *Encoder) start(format media.PixelFormat, width, height int) (*session, error) {
+//
+// importStride > 0 makes the OUTPUT queue import the camera's dma-bufs,
+// laid out with that row stride, instead of holding buffers of its own.
+func (e *Encoder) start(format media.PixelFormat, width, height, importStride int) (*session, error) {
 	dev, err := e.open(e.path)
 	if err != nil {
 		return nil, fmt.Errorf("v4l2m2m: %w", err)
 	}
-	s := &session{dev: dev, path: e.path}
+	s := &session{dev: dev, path: e.path, importStride: importStride, lent: -1}
 	s.buf.Planes = &s.planes[0]
 	if err := s.setUp(e, format, width, height); err != nil {
 		s.teardown(false, e.opt.Timeout)
 		return nil, fmt.Errorf("v4l2m2m %s: %w", e.path, err)
 	}
 	e.info = Info{
-		Card: s.card, Format: format, BytesPerLine: s.layout.bytesPerLine,
-		OutputBuffers: len(s.output), CaptureBuffers: len(s.capture), CodedBufferSize: s.codedSize,
+		Card: s.card, Format: format, BytesPerLine: s.layout.bytesPerLine, RawMemory: s.rawMemory(),
+		OutputBuffers: s.outputCount, CaptureBuffers: len(s.capture), CodedBufferSize: s.codedSize,
 	}
-	e.log.Info("hardware encoder ready", "device", e.path, "card", s.card,
+	e.log.Info("hardware encoder ready", "device", e.path, "card", s.card, "raw_memory", s.rawMemory(),
 		"format", format.String(), "size", fmt.Sprintf("%dx%d", width, height), "fps", e.params.FPS,
 		"bytesperline", s.layout.bytesPerLine, "profile", e.params.Profile, "level", e.level.String(),
 		"rate_control", e.opt.RateControl.String(), "bitrate_kbps", e.params.BitrateKbps,
-		"buffers", fmt.Sprintf("%d raw, %d coded of %d bytes", len(s.output), len(s.capture), s.codedSize))
+		"buffers", fmt.Sprintf("%d raw, %d coded of %d bytes", s.outputCount, len(s.capture), s.codedSize))
 	return s, nil
 }
+
+// rawMemory says how pictures reach the hardware, for Info and logs.
+func (s *session) rawMemory() string {
+	if s.importStride > 0 {
+		return "dmabuf"
+	}
+	return "mmap"
+}
+
+// importRefusal is the driver refusing the camera's dma-bufs (a layout it
+// cannot take, memory it cannot map): the encoder copies instead.
+type importRefusal struct{ err error }
+
+func (r *importRefusal) Error() string { return r.err.Error() }
+func (r *importRefusal) Unwrap() error { return r.err }
+
+// importSlots is the fewest OUTPUT buffers asked for when importing: as
+// many as a camera usually has, so that each of its buffers keeps a slot
+// (and the driver its mapping) of its own. Slots cost no picture memory.
+const importSlots = 8
 
 func (s *session) setUp(e *Encoder, format media.PixelFormat, width, height int) error {
 	var c v4l2Capability
@@ -134,6 +175,8 @@ func (s *session) setUp(e *Encoder, format media.PixelFormat, width, height int)
 	pix = &raw.Fmt.PixMP
 	pix.Width, pix.Height, pix.PixelFormat, pix.Field = uint32(width), uint32(height), fourccOf(format), fieldNone
 	pix.NumPlanes = 1
+	// An imported buffer keeps the camera's rows: ask for its stride.
+	pix.PlaneFmt[0].BytesPerLine = uint32(s.importStride)
 	if err := s.dev.Ioctl(vidiocSFmt, unsafe.Pointer(&raw)); err != nil {
 		return fmt.Errorf("set raw format %s %dx%d: %w", format, width, height, err)
 	}
@@ -152,6 +195,10 @@ func (s *session) setUp(e *Encoder, format media.PixelFormat, width, height int)
 	if err := s.layout.check(); err != nil {
 		return err
 	}
+	if s.importStride > 0 && s.layout.bytesPerLine != s.importStride {
+		return &importRefusal{fmt.Errorf("the encoder lays raw rows %d bytes apart, the camera's buffers %d",
+			s.layout.bytesPerLine, s.importStride)}
+	}
 
 	// The frame interval goes on OUTPUT; the driver hands it to the
 	// firmware's rate control.
@@ -167,10 +214,17 @@ func (s *session) setUp(e *Encoder, format media.PixelFormat, width, height int)
 	}
 
 	var err error
-	if s.output, err = s.allocate(bufTypeVideoOutputMplane, e.opt.OutputBuffers, s.layout.sizeImage); err != nil {
-		return fmt.Errorf("raw buffers: %w", err)
+	if s.importStride > 0 {
+		if err := s.allocateImports(max(e.opt.OutputBuffers, importSlots)); err != nil {
+			return err
+		}
+	} else {
+		if s.output, err = s.allocate(bufTypeVideoOutputMplane, e.opt.OutputBuffers, s.layout.sizeImage); err != nil {
+			return fmt.Errorf("raw buffers: %w", err)
+		}
+		s.outputCount = len(s.output)
 	}
-	for i := range s.output {
+	for i := 0; i < s.outputCount; i++ {
 		s.freeOutput = append(s.freeOutput, i)
 	}
 	if s.capture, err = s.allocate(bufTypeVideoCaptureMplane, e.opt.CaptureBuffers, s.codedSize); err != nil {
@@ -274,10 +328,39 @@ func (s *session) allocate(bufType uint32, count, minSize int) ([]mapping, error
 	return maps, nil
 }
 
+// allocateImports asks for count OUTPUT buffers that import dma-bufs
+// (REQBUFS with V4L2_MEMORY_DMABUF): slots without memory of their own.
+func (s *session) allocateImports(count int) error {
+	req := v4l2RequestBuffers{Count: uint32(count), Type: bufTypeVideoOutputMplane, Memory: memoryDMABUF}
+	if err := s.dev.Ioctl(vidiocReqBufs, unsafe.Pointer(&req)); err != nil {
+		return &importRefusal{fmt.Errorf("request %d raw buffers importing dma-bufs: %w", count, err)}
+	}
+	if req.Count == 0 {
+		return errors.New("raw buffers: the driver gave no buffers")
+	}
+	s.outputCount = int(req.Count)
+	s.slots = make([]int, req.Count)
+	for i := range s.slots {
+		s.slots[i] = -1
+	}
+	if req.Capabilities != 0 && req.Capabilities&bufCapSupportsDMABUF == 0 {
+		return &importRefusal{fmt.Errorf("the raw queue does not import dma-bufs (capabilities %#x)", req.Capabilities)}
+	}
+	return nil
+}
+
+// memoryOf is the memory type of a queue's buffers.
+func (s *session) memoryOf(bufType uint32) uint32 {
+	if bufType == bufTypeVideoOutputMplane && s.importStride > 0 {
+		return memoryDMABUF
+	}
+	return memoryMMAP
+}
+
 // resetBuf prepares the scratch v4l2_buffer for a buffer ioctl.
 func (s *session) resetBuf(bufType, index uint32) {
 	s.planes[0] = v4l2Plane{}
-	s.buf = v4l2Buffer{Index: index, Type: bufType, Memory: memoryMMAP, Planes: &s.planes[0], Length: 1}
+	s.buf = v4l2Buffer{Index: index, Type: bufType, Memory: s.memoryOf(bufType), Planes: &s.planes[0], Length: 1}
 }
 
 func (s *session) queueCapture(index int) error {
@@ -293,7 +376,10 @@ func (s *session) queueCapture(index int) error {
 // asking for a keyframe first when force is set (the driver passes the
 // request to the firmware at once, so it applies to this picture).
 func (s *session) queueFrame(frame media.VideoFrame, force bool, timeout time.Duration) error {
-	index, err := s.takeOutput(timeout)
+	if s.importStride > 0 {
+		return s.queueImport(frame, force, timeout)
+	}
+	index, err := s.takeOutput(timeout, -1)
 	if err != nil {
 		return err
 	}
@@ -301,31 +387,126 @@ func (s *session) queueFrame(frame media.VideoFrame, force bool, timeout time.Du
 		s.freeOutput = append(s.freeOutput, index)
 		return err
 	}
-	if force {
-		if err := s.setControl(cidForceKeyFrame, 0); err != nil {
-			s.freeOutput = append(s.freeOutput, index)
-			return fmt.Errorf("request keyframe: %w", err)
-		}
+	stamp, err := s.prepareOutput(index, frame.Capture, force)
+	if err != nil {
+		return err
 	}
-	stamp := int64(max(frame.Capture, 0) / time.Microsecond)
-	s.resetBuf(bufTypeVideoOutputMplane, uint32(index))
-	s.buf.Field = fieldNone
-	s.buf.Timestamp = unix.NsecToTimeval(stamp * 1000)
 	s.planes[0].BytesUsed = uint32(s.layout.payload())
 	s.planes[0].Length = uint32(len(s.output[index].mem))
 	if err := s.dev.Ioctl(vidiocQBuf, unsafe.Pointer(&s.buf)); err != nil {
 		s.freeOutput = append(s.freeOutput, index)
 		return fmt.Errorf("queue raw buffer %d: %w", index, err)
 	}
-	s.inFlight++
-	s.pending[s.pendingNext] = pendingFrame{stamp: stamp, capture: frame.Capture, used: true}
-	s.pendingNext = (s.pendingNext + 1) % len(s.pending)
+	s.queued(stamp, frame.Capture)
 	return nil
 }
 
+// prepareOutput asks for a keyframe if force, then sets s.buf up for
+// OUTPUT buffer index with the picture's timestamp, which it returns. On an
+// error the buffer goes back to the free list.
+func (s *session) prepareOutput(index int, capture time.Duration, force bool) (int64, error) {
+	if force {
+		if err := s.setControl(cidForceKeyFrame, 0); err != nil {
+			s.freeOutput = append(s.freeOutput, index)
+			return 0, fmt.Errorf("request keyframe: %w", err)
+		}
+	}
+	stamp := int64(max(capture, 0) / time.Microsecond)
+	s.resetBuf(bufTypeVideoOutputMplane, uint32(index))
+	s.buf.Field = fieldNone
+	s.buf.Timestamp = unix.NsecToTimeval(stamp * 1000)
+	return stamp, nil
+}
+
+// queued records a picture the hardware now has.
+func (s *session) queued(stamp int64, capture time.Duration) {
+	s.inFlight++
+	s.pending[s.pendingNext] = pendingFrame{stamp: stamp, capture: capture, used: true}
+	s.pendingNext = (s.pendingNext + 1) % len(s.pending)
+}
+
+// queueImport queues the camera's dma-buf that holds the picture in an
+// OUTPUT buffer: no copy. The hardware reads the camera's buffer until the
+// OUTPUT buffer is dequeued (awaitOutput); s.lent says which one it is.
+func (s *session) queueImport(frame media.VideoFrame, force bool, timeout time.Duration) error {
+	d := frame.DMABuf
+	used := d.Offset + s.layout.payload()
+	if d.Stride != s.importStride || used > d.Size {
+		// Encode sets the session up for the frame's stride; a buffer
+		// smaller than the encoder's layout of the picture cannot be read
+		// in place, but the frame's Data can still be copied.
+		return &importRefusal{fmt.Errorf("camera's dma-buf %d (%d bytes, rows %d apart) does not hold a %dx%d %s picture laid out with rows %d apart",
+			d.FD, d.Size, d.Stride, s.layout.width, s.layout.height, s.layout.format, s.importStride)}
+	}
+	index, err := s.takeOutput(timeout, d.FD)
+	if err != nil {
+		return err
+	}
+	stamp, err := s.prepareOutput(index, frame.Capture, force)
+	if err != nil {
+		return err
+	}
+	s.planes[0].setFD(d.FD)
+	s.planes[0].Length = uint32(d.Size)
+	s.planes[0].DataOffset = uint32(d.Offset)
+	// The multi-planar API counts data_offset in bytesused.
+	s.planes[0].BytesUsed = uint32(used)
+	if err := s.dev.Ioctl(vidiocQBuf, unsafe.Pointer(&s.buf)); err != nil {
+		s.freeOutput = append(s.freeOutput, index)
+		s.slots[index] = -1
+		err = fmt.Errorf("queue the camera's dma-buf in raw buffer %d: %w", index, err)
+		if !s.imported {
+			return &importRefusal{err}
+		}
+		return err
+	}
+	s.slots[index], s.lent = d.FD, index
+	s.queued(stamp, frame.Capture)
+	return nil
+}
+
+// awaitOutput waits until the hardware gives back the OUTPUT buffer that
+// holds the camera's dma-buf: until then the camera must not fill it
+// again, and Encode returns only after this.
+func (s *session) awaitOutput(timeout time.Duration) error {
+	if s.lent < 0 {
+		return nil
+	}
+	deadline := time.Now().Add(timeout)
+	for {
+		if err := s.reclaimOutput(); err != nil {
+			return err
+		}
+		if slices.Contains(s.freeOutput, s.lent) {
+			s.lent, s.imported = -1, true
+			return nil
+		}
+		remaining := time.Until(deadline)
+		if remaining <= 0 {
+			return fmt.Errorf("the hardware did not give the camera's buffer back in %v: %w", timeout, unix.ETIMEDOUT)
+		}
+		revents, err := s.dev.Poll(unix.POLLOUT, remaining)
+		if err != nil {
+			return fmt.Errorf("wait for the camera's buffer back: %w", err)
+		}
+		if revents == 0 {
+			return fmt.Errorf("the hardware did not give the camera's buffer back in %v: %w", timeout, unix.ETIMEDOUT)
+		}
+		if revents&unix.POLLOUT == 0 && revents&unix.POLLERR != 0 {
+			if err := s.reclaimOutput(); err != nil {
+				return err
+			}
+			if !slices.Contains(s.freeOutput, s.lent) {
+				return fmt.Errorf("the device reports an error condition holding the camera's buffer: %w", unix.EIO)
+			}
+		}
+	}
+}
+
 // takeOutput returns a free OUTPUT buffer, waiting for the hardware to
-// return one when all are queued.
-func (s *session) takeOutput(timeout time.Duration) (int, error) {
+// return one when all are queued. When importing, the buffer that last
+// held dma-buf fd is preferred, then one that held none.
+func (s *session) takeOutput(timeout time.Duration, fd int) (int, error) {
 	if len(s.freeOutput) == 0 {
 		if err := s.reclaimOutput(); err != nil {
 			return 0, err
@@ -346,8 +527,22 @@ func (s *session) takeOutput(timeout time.Duration) (int, error) {
 			return 0, fmt.Errorf("the device signalled (events %#x) but returned no raw buffer: %w", revents, unix.EIO)
 		}
 	}
-	index := s.freeOutput[len(s.freeOutput)-1]
-	s.freeOutput = s.freeOutput[:len(s.freeOutput)-1]
+	pick := len(s.freeOutput) - 1
+	if s.slots != nil {
+		for i, index := range s.freeOutput {
+			if s.slots[index] == fd {
+				pick = i
+				break
+			}
+			if s.slots[index] < 0 && s.slots[s.freeOutput[pick]] >= 0 {
+				pick = i
+			}
+		}
+	}
+	index := s.freeOutput[pick]
+	last := len(s.freeOutput) - 1
+	s.freeOutput[pick] = s.freeOutput[last]
+	s.freeOutput = s.freeOutput[:last]
 	return index, nil
 }
 
@@ -565,7 +760,13 @@ func (s *session) teardown(drain bool, timeout time.Duration) error {
 			errs = append(errs, fmt.Errorf("free %s buffers: %w", queueName(group.bufType), err))
 		}
 	}
-	s.output, s.capture, s.freeOutput = nil, nil, nil
+	if s.slots != nil {
+		req := v4l2RequestBuffers{Type: bufTypeVideoOutputMplane, Memory: memoryDMABUF}
+		if err := s.dev.Ioctl(vidiocReqBufs, unsafe.Pointer(&req)); err != nil {
+			errs = append(errs, fmt.Errorf("free OUTPUT buffers: %w", err))
+		}
+	}
+	s.output, s.capture, s.freeOutput, s.slots, s.lent = nil, nil, nil, nil, -1
 	if err := s.dev.Close(); err != nil {
 		errs = append(errs, fmt.Errorf("close: %w", err))
 	}

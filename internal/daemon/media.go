@@ -76,6 +76,9 @@ func openMedia(cfg config.Config, clock *device.Clock, log *slog.Logger) (m open
 		hwReason = hwErr.Error()
 	}
 	caps.HardwareEncoder, caps.HardwareReason = hwPath, hwReason
+	// exportCamera is set once the hardware encoder is chosen: the camera
+	// (and a camera reopened later) then lends it its buffers as dma-bufs.
+	exportCamera := false
 
 	switch cfg.Video.Source {
 	case "v4l2", "auto":
@@ -123,6 +126,9 @@ func openMedia(cfg config.Config, clock *device.Clock, log *slog.Logger) (m open
 					again.Close()
 					return nil, fmt.Errorf("camera %s came back as %dx%d %v, the encoder runs at %dx%d %v: restart to use it",
 						cfg.Video.Device, got.Width, got.Height, got.Format, mode.Width, mode.Height, mode.Format)
+				}
+				if exportCamera {
+					exportBuffers(again, cfg.Video.Device, log)
 				}
 				return again, nil
 			}
@@ -190,6 +196,9 @@ func openMedia(cfg config.Config, clock *device.Clock, log *slog.Logger) (m open
 	}
 	if err != nil {
 		return m, err
+	}
+	if exportCamera = choice.Name == "v4l2m2m" && m.camera; exportCamera {
+		exportBuffers(m.video.Source, cfg.Video.Device, log)
 	}
 	m.videoStatus.Encoder, m.videoStatus.EncoderReason = choice.Name, choice.Reason
 	m.videoStatus.Width, m.videoStatus.Height = w, h
@@ -261,6 +270,24 @@ func openCamera(cfg config.Config, formats []media.PixelFormat, clock *device.Cl
 		return mjpeg.NewSource(cam, log.With("device", cfg.Video.Device)), mode, nil
 	}
 	return cam, mode, nil
+}
+
+// exportBuffers makes a raw camera lend its buffers to the hardware encoder
+// as dma-bufs, so that pictures reach it without a copy; the encoder falls
+// back to copying by itself if it cannot import them. Each outcome is
+// logged with its reason.
+func exportBuffers(src device.VideoSource, dev string, log *slog.Logger) {
+	cam, ok := src.(*v4l2.Source)
+	if !ok {
+		log.Info("camera buffers not shared with the hardware encoder", "device", dev,
+			"reason", "frames are decoded or made on the way (MJPEG, no signal yet)")
+		return
+	}
+	if err := cam.ExportBuffers(); err != nil {
+		log.Info("camera buffers not shared with the hardware encoder; it copies each frame", "device", dev, "reason", err.Error())
+		return
+	}
+	log.Info("camera buffers shared with the hardware encoder as dma-bufs", "device", dev)
 }
 
 // deliveredFormat is the format of the frames the camera source hands on.
