@@ -1,3 +1,5 @@
+//go:build cgo
+
 package x264
 
 import (
