@@ -3,15 +3,11 @@
 package x264
 
 import (
-	"context"
 	"fmt"
 	"testing"
 	"time"
 
-	"github.com/onair/onair/device"
-	"github.com/onair/onair/device/testsrc"
 	"github.com/onair/onair/encoder"
-	"github.com/onair/onair/media"
 )
 
 // BenchmarkEncodeThreads is the software encoder's scaling with its slice
@@ -22,20 +18,7 @@ import (
 //
 //	go test -run - -bench EncodeThreads -benchtime 150x ./encoder/x264/
 func BenchmarkEncodeThreads(b *testing.B) {
-	pattern, err := testsrc.NewPattern(1280, 720, 100000, device.NewClock(), nil)
-	if err != nil {
-		b.Fatal(err)
-	}
-	pattern.WithNoise()
-	frames := make([]media.VideoFrame, 30)
-	for i := range frames {
-		f, err := pattern.ReadVideo(context.Background())
-		if err != nil {
-			b.Fatal(err)
-		}
-		f.Data = append([]byte(nil), f.Data...)
-		frames[i] = f
-	}
+	frames := patternFrames(b, 30, true)
 	for threads := 1; threads <= 4; threads++ {
 		b.Run(fmt.Sprintf("threads=%d", threads), func(b *testing.B) {
 			enc, err := New(encoder.VideoParams{Width: 1280, Height: 720, FPS: 30, BitrateKbps: 2500, KeyframeInterval: 2 * time.Second},

@@ -321,22 +321,7 @@ func BenchmarkEncode720p(b *testing.B) {
 				b.Fatal(err)
 			}
 			defer enc.Close()
-			pattern, err := testsrc.NewPattern(1280, 720, 100000, device.NewClock(), nil)
-			if err != nil {
-				b.Fatal(err)
-			}
-			if bc.noise {
-				pattern.WithNoise()
-			}
-			frames := make([]media.VideoFrame, 30)
-			for i := range frames {
-				f, err := pattern.ReadVideo(context.Background())
-				if err != nil {
-					b.Fatal(err)
-				}
-				f.Data = append([]byte(nil), f.Data...)
-				frames[i] = f
-			}
+			frames := patternFrames(b, 30, bc.noise)
 			b.ReportAllocs()
 			before := processCPU()
 			i := 0
@@ -351,6 +336,30 @@ func BenchmarkEncode720p(b *testing.B) {
 			b.ReportMetric(float64(processCPU()-before)/float64(b.N), "cpu-ns/op")
 		})
 	}
+}
+
+// patternFrames renders n 720p pictures of the test pattern (moving bars,
+// or noise, which x264 cannot compress well), each with its own copy of the
+// data, before a benchmark's loop.
+func patternFrames(b *testing.B, n int, noise bool) []media.VideoFrame {
+	b.Helper()
+	pattern, err := testsrc.NewPattern(1280, 720, 100000, device.NewClock(), nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if noise {
+		pattern.WithNoise()
+	}
+	frames := make([]media.VideoFrame, n)
+	for i := range frames {
+		f, err := pattern.ReadVideo(context.Background())
+		if err != nil {
+			b.Fatal(err)
+		}
+		f.Data = append([]byte(nil), f.Data...)
+		frames[i] = f
+	}
+	return frames
 }
 
 // processCPU is the CPU time (user and system) the process has used.
