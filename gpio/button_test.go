@@ -396,26 +396,41 @@ func TestButtonHeldAtStartUndecided(t *testing.T) {
 	})
 }
 
+// The button stops when its context ends, on both kinds of line: one read
+// by its levels and one that gives the kernel's edge records.
 func TestButtonStopsWithContext(t *testing.T) {
-	clk := gpiofake.NewClock(time.Time{})
-	pin := gpiofake.NewPin("GPIO27", 27, clk)
-	ctx, cancel := context.WithCancel(context.Background())
-	btn, err := NewButton(ctx, pin, ButtonOptions{Clock: clk, Logger: quietLogger()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	pin.RunUntil(clk.Now().Add(time.Minute))
-	cancel()
-	for range btn.Presses() {
-		t.Error("press from an idle line")
-	}
-	// Presses is closed: the goroutine has ended. Close still waits for the
-	// halting one and is safe to call after the context ended.
-	if err := btn.Close(); err != nil {
-		t.Fatal(err)
-	}
-	if err := btn.Close(); err != nil {
-		t.Fatalf("second Close: %v", err)
+	for _, kind := range []string{"levels", "edges"} {
+		t.Run(kind, func(t *testing.T) {
+			clk := gpiofake.NewClock(time.Time{})
+			var pin gpio.PinIn
+			fake := gpiofake.NewPin("GPIO27", 27, clk)
+			pin = fake
+			if kind == "edges" {
+				edges := gpiofake.NewEdgePin("GPIO27", 27, clk)
+				fake, pin = edges.Pin, edges
+			}
+			ctx, cancel := context.WithCancel(context.Background())
+			btn, err := NewButton(ctx, pin, ButtonOptions{Clock: clk, Logger: quietLogger()})
+			if err != nil {
+				t.Fatal(err)
+			}
+			fake.RunUntil(clk.Now().Add(time.Minute))
+			cancel()
+			for range btn.Presses() {
+				t.Error("press from an idle line")
+			}
+			// Presses is closed: the goroutine has ended. Close still waits
+			// for the halting one and is safe to call after the context ended.
+			if err := btn.Close(); err != nil {
+				t.Fatal(err)
+			}
+			if err := btn.Close(); err != nil {
+				t.Fatalf("second Close: %v", err)
+			}
+			if err := fake.Err(); err != nil {
+				t.Fatal(err)
+			}
+		})
 	}
 }
 

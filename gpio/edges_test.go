@@ -165,27 +165,6 @@ func TestLostEdgesAreLoggedAndTheLineRead(t *testing.T) {
 	}
 }
 
-func TestButtonStopsWithContextOnEdges(t *testing.T) {
-	clk := gpiofake.NewClock(time.Time{})
-	pin := gpiofake.NewEdgePin("GPIO27", 27, clk)
-	ctx, cancel := context.WithCancel(context.Background())
-	btn, err := NewButton(ctx, pin, ButtonOptions{Clock: clk, Logger: quietLogger()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	pin.RunUntil(clk.Now().Add(time.Minute))
-	cancel()
-	for range btn.Presses() {
-		t.Error("press from an idle line")
-	}
-	if err := btn.Close(); err != nil {
-		t.Fatal(err)
-	}
-	if err := pin.Err(); err != nil {
-		t.Fatal(err)
-	}
-}
-
 // closedSource is a line whose edge reads fail because it was closed.
 type closedSource struct{ *gpiofake.EdgePin }
 
