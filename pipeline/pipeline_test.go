@@ -42,6 +42,16 @@ func (c *failingCamera) ReadVideo(ctx context.Context) (media.VideoFrame, error)
 
 func (c *failingCamera) Close() error { return nil }
 
+// newFailingCamera is a 320x240 test pattern that fails after frames.
+func newFailingCamera(t *testing.T, clock *device.Clock, frames int) *failingCamera {
+	t.Helper()
+	inner, err := testsrc.NewPattern(320, 240, 30, clock, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &failingCamera{inner: inner, left: frames}
+}
+
 func newPipeline(t *testing.T, hub *broadcast.Hub, camera device.VideoSource, clock *device.Clock) *Pipeline {
 	t.Helper()
 	venc, err := x264.New(encoder.VideoParams{Width: 320, Height: 240, FPS: 30, BitrateKbps: 300, KeyframeInterval: 2 * time.Second}, x264.Options{Preset: "ultrafast"})
@@ -134,11 +144,7 @@ func TestPipelineFeedsHub(t *testing.T) {
 func TestCameraFailureFallsBackToSlate(t *testing.T) {
 	clock := device.NewClock()
 	hub := broadcast.New(broadcast.Options{})
-	inner, err := testsrc.NewPattern(320, 240, 30, clock, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := newPipeline(t, hub, &failingCamera{inner: inner, left: 5}, clock)
+	p := newPipeline(t, hub, newFailingCamera(t, clock, 5), clock)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error)
 	go func() { done <- p.Run(ctx) }()
@@ -188,11 +194,7 @@ func (c *countingCamera) Close() error { c.closed.Store(true); return nil }
 func TestCameraComesBack(t *testing.T) {
 	clock := device.NewClock()
 	hub := broadcast.New(broadcast.Options{})
-	inner, err := testsrc.NewPattern(320, 240, 30, clock, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := newPipeline(t, hub, &failingCamera{inner: inner, left: 5}, clock)
+	p := newPipeline(t, hub, newFailingCamera(t, clock, 5), clock)
 	var attempts atomic.Int64
 	var back atomic.Pointer[countingCamera]
 	p.video.ReopenEvery = 20 * time.Millisecond
