@@ -4,11 +4,12 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"math"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"testing"
+
+	"github.com/onair/onair/internal/imagetest"
 )
 
 // ffmpegJPEG has ffmpeg draw its testsrc2 pattern at the given size and
@@ -97,19 +98,6 @@ func TestStandardTablesAreFFmpegs(t *testing.T) {
 	}
 }
 
-// psnr compares one plane; identical planes give +Inf.
-func psnr(a, b []byte) float64 {
-	var sum float64
-	for i := range a {
-		d := float64(a[i]) - float64(b[i])
-		sum += d * d
-	}
-	if sum == 0 {
-		return math.Inf(1)
-	}
-	return 10 * math.Log10(255*255/(sum/float64(len(a))))
-}
-
 func TestDecodeMatchesFFmpeg(t *testing.T) {
 	tests := []struct {
 		name          string
@@ -145,7 +133,7 @@ func TestDecodeMatchesFFmpeg(t *testing.T) {
 				name       string
 				start, end int
 			}{{"Y", 0, luma}, {"U", luma, luma + chroma}, {"V", luma + chroma, len(want)}} {
-				p := psnr(got[plane.start:plane.end], want[plane.start:plane.end])
+				p := imagetest.PSNR(got[plane.start:plane.end], want[plane.start:plane.end])
 				t.Logf("%s: PSNR %.1f dB against ffmpeg", plane.name, p)
 				if p < 40 {
 					t.Errorf("%s plane: PSNR %.1f dB against ffmpeg's decode, want > 40", plane.name, p)

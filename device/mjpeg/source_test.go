@@ -17,6 +17,7 @@ import (
 
 	"github.com/onair/onair/device"
 	"github.com/onair/onair/device/v4l2"
+	"github.com/onair/onair/internal/imagetest"
 	"github.com/onair/onair/media"
 )
 
@@ -88,7 +89,7 @@ func TestSourceDecodesACameraStream(t *testing.T) {
 		if frame.Format != media.I420 || frame.Width != 320 || frame.Height != 240 || len(frame.Data) != 320*240*3/2 {
 			t.Fatalf("frame %d: %s %dx%d, %d bytes", i, frame.Format, frame.Width, frame.Height, len(frame.Data))
 		}
-		if p := psnr(frame.Data, want); p < 40 {
+		if p := imagetest.PSNR(frame.Data, want); p < 40 {
 			t.Fatalf("frame %d: PSNR %.1f dB against ffmpeg's decode", i, p)
 		}
 		if frame.Capture <= last {

@@ -6,7 +6,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"math"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -18,6 +17,7 @@ import (
 	"github.com/onair/onair/device"
 	"github.com/onair/onair/device/testsrc"
 	"github.com/onair/onair/encoder"
+	"github.com/onair/onair/internal/imagetest"
 	"github.com/onair/onair/media"
 	"github.com/onair/onair/media/h264"
 )
@@ -173,24 +173,11 @@ func TestPlanesReadFromFrame(t *testing.T) {
 	for i, in := range inputs {
 		out := decoded[i*size : (i+1)*size]
 		for _, p := range planes {
-			if db := psnr(in[p.start:p.end], out[p.start:p.end]); db < 35 {
+			if db := imagetest.PSNR(in[p.start:p.end], out[p.start:p.end]); db < 35 {
 				t.Errorf("picture %d, plane %s: PSNR %.1f dB against the input, want at least 35", i, p.name, db)
 			}
 		}
 	}
-}
-
-// psnr is the peak signal-to-noise ratio of b against a, in dB.
-func psnr(a, b []byte) float64 {
-	var sum float64
-	for i := range a {
-		d := float64(a[i]) - float64(b[i])
-		sum += d * d
-	}
-	if sum == 0 {
-		return math.Inf(1)
-	}
-	return 10 * math.Log10(255*255/(sum/float64(len(a))))
 }
 
 func TestBitrateChangeWhileRunning(t *testing.T) {
