@@ -248,21 +248,10 @@ func (s *whipServer) offer(w http.ResponseWriter, r *http.Request) {
 			sess.mu.Unlock()
 		}
 	})
-	if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: string(offer)}); err != nil {
+	if err := answerOffer(pc, string(offer)); err != nil {
 		http.Error(w, err.Error(), http.StatusBadRequest)
 		return
 	}
-	answer, err := pc.CreateAnswer(nil)
-	if err != nil {
-		http.Error(w, err.Error(), http.StatusBadRequest)
-		return
-	}
-	gathered := webrtc.GatheringCompletePromise(pc)
-	if err := pc.SetLocalDescription(answer); err != nil {
-		http.Error(w, err.Error(), http.StatusBadRequest)
-		return
-	}
-	<-gathered
 	w.Header().Set("Content-Type", "application/sdp")
 	w.Header().Set("Location", "/whip/"+sess.id)
 	w.WriteHeader(http.StatusCreated)
@@ -270,6 +259,25 @@ func (s *whipServer) offer(w http.ResponseWriter, r *http.Request) {
 	sess.answer = pc.LocalDescription().SDP
 	sess.mu.Unlock()
 	io.WriteString(w, sess.answer)
+}
+
+// answerOffer answers a WHIP offer as a media server does without trickle:
+// the answer is set once ICE gathering is complete, so that it carries
+// every candidate (pc.LocalDescription).
+func answerOffer(pc *webrtc.PeerConnection, offer string) error {
+	if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: offer}); err != nil {
+		return err
+	}
+	answer, err := pc.CreateAnswer(nil)
+	if err != nil {
+		return err
+	}
+	gathered := webrtc.GatheringCompletePromise(pc)
+	if err := pc.SetLocalDescription(answer); err != nil {
+		return err
+	}
+	<-gathered
+	return nil
 }
 
 func (s *whipServer) sendREMB(sess *serverSession, ssrc uint32, bps int) {
