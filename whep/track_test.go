@@ -147,6 +147,9 @@ func TestNACKAnsweredFromSharedHistory(t *testing.T) {
 		ctx.writer.packets = nil
 		lost := []uint16{sent[2].SequenceNumber, sent[3].SequenceNumber, sent[len(sent)-1].SequenceNumber}
 		nack := &rtcp.TransportLayerNack{MediaSSRC: 1111, Nacks: rtcp.NackPairsFromSequenceNumbers(lost)}
+		// A round trip of half a second: the second NACK comes within it
+		// however slowly this test runs (-race on a loaded machine).
+		track.rtt = 500 * time.Millisecond
 		track.resend(nack)
 		track.resend(nack) // within the round trip: ignored
 		got := ctx.writer.packets
@@ -176,7 +179,7 @@ func TestNACKAnsweredFromSharedHistory(t *testing.T) {
 		}
 		// Once the round trip has passed, a NACK is answered again; a
 		// NACK for another SSRC or for a packet out of the history is not.
-		track.epoch = track.epoch.Add(-time.Second) // a second has passed
+		track.epoch = track.epoch.Add(-2 * time.Second) // two seconds have passed
 		ctx.writer.packets = nil
 		track.resend(nack)
 		track.resend(&rtcp.TransportLayerNack{MediaSSRC: 42, Nacks: nack.Nacks})
