@@ -110,8 +110,14 @@ func New(opt Options) (*Server, error) {
 		return nil, err
 	}
 	files := http.FileServerFS(sub)
-	s.route("/", map[string]http.HandlerFunc{http.MethodGet: s.page(sub, "index.html", files)})
-	s.route("/console", map[string]http.HandlerFunc{http.MethodGet: s.page(sub, "console.html", files)})
+	pages := map[string][]byte{}
+	for _, name := range []string{"index.html", "console.html", "replay.html"} {
+		if pages[name], err = inlinePage(sub, name); err != nil {
+			return nil, err
+		}
+	}
+	s.route("/", map[string]http.HandlerFunc{http.MethodGet: onlyAt("/", servePage(pages["index.html"]))})
+	s.route("/console", map[string]http.HandlerFunc{http.MethodGet: onlyAt("/console", servePage(pages["console.html"]))})
 	s.route("/static/", map[string]http.HandlerFunc{http.MethodGet: http.StripPrefix("/static", files).ServeHTTP})
 	s.route("/api/whep", map[string]http.HandlerFunc{http.MethodPost: s.whepOffer})
 	s.route("/api/whep/{id}", map[string]http.HandlerFunc{
@@ -140,7 +146,7 @@ func New(opt Options) (*Server, error) {
 		http.MethodPatch:  s.admin(s.patchReplay),
 	})
 	s.route("/api/replays/{id}/media", map[string]http.HandlerFunc{http.MethodGet: s.replayMedia})
-	s.route("/replays/{id}", map[string]http.HandlerFunc{http.MethodGet: s.replayPage(s.servePage(sub, "replay.html"))})
+	s.route("/replays/{id}", map[string]http.HandlerFunc{http.MethodGet: s.replayPage(servePage(pages["replay.html"]))})
 	s.route("/api/ota", map[string]http.HandlerFunc{
 		http.MethodPost: s.admin(s.startOTA),
 		http.MethodGet:  s.admin(s.otaState),
@@ -192,34 +198,24 @@ func (s *Server) route(pattern string, methods map[string]http.HandlerFunc) {
 	})
 }
 
-// servePage serves one embedded page as it is.
-func (s *Server) servePage(sub fs.FS, name string) http.HandlerFunc {
+// servePage serves one page, built at start (inlinePage).
+func servePage(body []byte) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		body, err := fs.ReadFile(sub, name)
-		if err != nil {
-			writeError(w, http.StatusInternalServerError, "page missing from the build")
-			return
-		}
 		w.Header().Set("Content-Type", "text/html; charset=utf-8")
 		w.Header().Set("Cache-Control", "no-cache")
 		w.Write(body)
 	}
 }
 
-func (s *Server) page(sub fs.FS, name string, files http.Handler) http.HandlerFunc {
+// onlyAt answers 404 for any path but path: "/" is the pattern of every
+// path nothing else matches.
+func onlyAt(path string, h http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path != "/" && r.URL.Path != "/console" {
+		if r.URL.Path != path {
 			writeError(w, http.StatusNotFound, "no such page: "+r.URL.Path)
 			return
 		}
-		body, err := fs.ReadFile(sub, name)
-		if err != nil {
-			writeError(w, http.StatusInternalServerError, "page missing from the build")
-			return
-		}
-		w.Header().Set("Content-Type", "text/html; charset=utf-8")
-		w.Header().Set("Cache-Control", "no-cache")
-		w.Write(body)
+		h(w, r)
 	}
 }
 

@@ -236,6 +236,7 @@
   }
   async function connectMedia() {
     if (pc) { try { pc.close(); } catch (e) {} }
+    mark("start");
     pc = new RTCPeerConnection();
     window.onairPC = pc; // for tests: its getStats() shows what arrives
     const mine = pc;
@@ -248,6 +249,9 @@
       video.srcObject = stream;
       video.play().catch(() => {});
     };
+    // Host candidates: a browser's first gathering enumerates its network
+    // (several hundred ms in a fresh Chromium); checks start after it.
+    pc.onicecandidate = (e) => { if (e.candidate && mine === pc) mark("candidate"); };
     pc.onconnectionstatechange = () => {
       if (mine !== pc) return;
       if (pc.connectionState === "connected") { mark("connected"); marking = false; }
@@ -275,7 +279,9 @@
       }
       if (resp.status !== 201) throw new Error("WHEP " + resp.status);
       session = resp.headers.get("Location");
-      await pc.setRemoteDescription({ type: "answer", sdp: await resp.text() });
+      const answer = await resp.text();
+      mark("answer-received");
+      await pc.setRemoteDescription({ type: "answer", sdp: answer });
       mark("answer");
       whepDelay = 500;
     } catch (err) {
