@@ -2,6 +2,7 @@
 # bench/run.sh: starts onaird on the test sources (720p30, 2.5 Mbit/s, x264)
 # and runs whepload for N = 0 (idle baseline), 1, 10, 50, 100 viewers while
 # live. Prints one line per N. Usage: bench/run.sh [N...]
+# PPROF=127.0.0.1:6060 serves the daemon's Go profiles there meanwhile.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 counts=("${@:-1 10 50 100}")
@@ -14,7 +15,7 @@ video: {source: test, test_pattern: noise}
 audio: {source: test}
 webrtc: {max_viewers: 200}
 YAML
-bin/onaird --config "$data/onair.yaml" --data-dir "$data" --listen 127.0.0.1:18080 --admin-token bench 2>"$data/log" &
+bin/onaird --config "$data/onair.yaml" --data-dir "$data" --listen 127.0.0.1:18080 --admin-token bench ${PPROF:+--pprof "$PPROF"} 2>"$data/log" &
 pid=$!
 for _ in $(seq 50); do curl -sf http://127.0.0.1:18080/healthz >/dev/null && break; sleep 0.2; done
 curl -sf -X POST -H 'Authorization: Bearer bench' http://127.0.0.1:18080/api/live >/dev/null

@@ -48,6 +48,7 @@ func main() {
 	verbose := flag.Bool("v", false, "debug logging")
 	watchdogPath := flag.String("watchdog", "", "kernel watchdog to feed while the daemon's loops answer (the image passes /dev/watchdog)")
 	firmware := flag.String("firmware", layout.DefaultPath, "the image's firmware layout (slots, bootloader, update keys); absent: no updates")
+	profiles := flag.String("pprof", "", "serve Go's profiles (net/http/pprof) on this address, e.g. 127.0.0.1:6060; off when empty")
 	keys := flag.Bool("keys", false, "simulated button on the terminal: Enter = short press, l + Enter = long press")
 	flag.Parse()
 
@@ -56,13 +57,14 @@ func main() {
 		level = slog.LevelDebug
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
-	if err := run(*configPath, *listen, *adminToken, *dataDir, *watchdogPath, *firmware, *keys, log); err != nil {
+	log.Debug("garbage collector", "percent", tuneGC(os.LookupEnv))
+	if err := run(*configPath, *listen, *adminToken, *dataDir, *watchdogPath, *firmware, *profiles, *keys, log); err != nil {
 		log.Error("onaird stopped", "err", err)
 		os.Exit(1)
 	}
 }
 
-func run(configPath, listen, adminToken, dataDir, watchdogPath, firmware string, keys bool, log *slog.Logger) error {
+func run(configPath, listen, adminToken, dataDir, watchdogPath, firmware, profiles string, keys bool, log *slog.Logger) error {
 	cfg, err := config.Load(configPath)
 	if errors.Is(err, os.ErrNotExist) && configPath == defaultConfig {
 		log.Info("no config file, running on defaults", "path", configPath)
@@ -86,6 +88,11 @@ func run(configPath, listen, adminToken, dataDir, watchdogPath, firmware string,
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
+	if profiles != "" {
+		if _, err := serveProfiles(ctx, profiles, log); err != nil {
+			return err
+		}
+	}
 	agent, why := openUpdates(firmware, cfg, log)
 	d, err := daemon.New(cfg, daemon.Options{
 		Log: log, Watchdog: watchdogPath, PowerOff: powerOff, Reboot: rebootBox, OTA: agent, OTAUnavailable: why,
