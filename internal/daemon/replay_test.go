@@ -141,8 +141,9 @@ func TestReplayRecordedListedServed(t *testing.T) {
 			t.Fatalf("GET %s (Range %q): %d %s, want %d", c.path, c.range_, code, body, c.want)
 		}
 	}
-	if code, body, _ := r.get(t, "/replays/"+id, nil); code != 200 || !strings.Contains(string(body), "replay.js") {
-		t.Fatalf("replay page: %d", code)
+	// The replay page, its script written in (web serves pages whole).
+	if code, body, _ := r.get(t, "/replays/"+id, nil); code != 200 || !strings.Contains(string(body), `"/api/replays/" + encodeURIComponent(id)`) {
+		t.Fatalf("replay page: %d\n%.300s", code, body)
 	}
 
 	// Keep, then delete: over HTTP and over MQTT's entry point.
