@@ -300,7 +300,7 @@ func (h *Hub) AddSink(opt SinkOptions) *Sink {
 	}
 	s := &Sink{
 		hub: h, name: opt.Name, preview: opt.Preview,
-		notify: make(chan struct{}, 1), ring: make([]media.Sample, opt.Queue), waitKeyframe: true,
+		notify: make(chan struct{}, 1), signal: opt.Signal, ring: make([]media.Sample, opt.Queue), waitKeyframe: true,
 	}
 	h.droppedCounter(opt.Name)
 	h.mu.Lock()

@@ -541,3 +541,44 @@ func TestFinishDrainsCloseDiscards(t *testing.T) {
 		t.Fatalf("closed sink: %v, want ErrSinkClosed at once", err)
 	}
 }
+
+// Sinks sharing a Signal: one signal per queued sample or close for them
+// all, read with TryNext without waiting.
+func TestSinksSharingASignal(t *testing.T) {
+	hub := New(Options{})
+	goLive(t, hub, 0)
+	signal := make(chan struct{}, 1)
+	a := hub.AddSink(SinkOptions{Name: "whep", Signal: signal})
+	b := hub.AddSink(SinkOptions{Name: "whep", Signal: signal})
+	defer b.Close()
+	if _, ok, err := a.TryNext(); ok || err != nil {
+		t.Fatalf("empty sink: ok %v err %v", ok, err)
+	}
+	hub.Publish(keyframe(30*time.Millisecond, true))
+	select {
+	case <-signal:
+	default:
+		t.Fatal("no signal for a queued sample")
+	}
+	hub.Publish(audio(35 * time.Millisecond))
+	for _, s := range []*Sink{a, b} {
+		first, ok1, _ := s.TryNext()
+		second, ok2, _ := s.TryNext()
+		if !ok1 || !ok2 || !first.Keyframe || second.Kind != media.Audio {
+			t.Fatalf("got %+v (%v) then %+v (%v), want the keyframe then the audio", first, ok1, second, ok2)
+		}
+		if _, ok, err := s.TryNext(); ok || err != nil {
+			t.Fatalf("drained sink: ok %v err %v", ok, err)
+		}
+	}
+	<-signal // the audio's
+	a.Close()
+	select {
+	case <-signal:
+	default:
+		t.Fatal("no signal for a closed sink")
+	}
+	if _, ok, err := a.TryNext(); ok || !errors.Is(err, ErrSinkClosed) {
+		t.Fatalf("closed sink: ok %v err %v", ok, err)
+	}
+}

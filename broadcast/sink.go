@@ -22,6 +22,11 @@ type SinkOptions struct {
 	// audio and video). On overflow the queue is emptied and the sink skips
 	// to the next keyframe.
 	Queue int
+	// Signal, when set, is signalled (without blocking) in place of the
+	// sink's own channel whenever a sample is queued or the sink closes, so
+	// that one goroutine can serve many sinks: such a sink is read with
+	// TryNext, never Next.
+	Signal chan<- struct{}
 }
 
 // Sink is one consumer's bounded queue. Its owner reads it with Next from
@@ -31,6 +36,7 @@ type Sink struct {
 	name    string
 	preview bool
 	notify  chan struct{}
+	signal  chan<- struct{} // SinkOptions.Signal
 
 	mu           sync.Mutex
 	ring         []media.Sample
@@ -44,19 +50,9 @@ type Sink struct {
 // closed (ErrSinkClosed) or ctx ends.
 func (s *Sink) Next(ctx context.Context) (media.Sample, error) {
 	for {
-		s.mu.Lock()
-		if s.n > 0 {
-			sample := s.ring[s.head]
-			s.ring[s.head] = media.Sample{} // let the data go
-			s.head = (s.head + 1) % len(s.ring)
-			s.n--
-			s.mu.Unlock()
-			return sample, nil
-		}
-		closed := s.closed
-		s.mu.Unlock()
-		if closed {
-			return media.Sample{}, ErrSinkClosed
+		sample, ok, err := s.TryNext()
+		if ok || err != nil {
+			return sample, err
 		}
 		select {
 		case <-s.notify:
@@ -64,6 +60,24 @@ func (s *Sink) Next(ctx context.Context) (media.Sample, error) {
 			return media.Sample{}, ctx.Err()
 		}
 	}
+}
+
+// TryNext returns the next sample without waiting: ok is false when none is
+// queued, err is ErrSinkClosed once the sink is closed and nothing is left.
+func (s *Sink) TryNext() (sample media.Sample, ok bool, err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.n > 0 {
+		sample = s.ring[s.head]
+		s.ring[s.head] = media.Sample{} // let the data go
+		s.head = (s.head + 1) % len(s.ring)
+		s.n--
+		return sample, true, nil
+	}
+	if s.closed {
+		return media.Sample{}, false, ErrSinkClosed
+	}
+	return media.Sample{}, false, nil
 }
 
 // Dropped is how many samples this sink lost to overflow.
@@ -96,6 +110,13 @@ func (s *Sink) Finish() {
 }
 
 func (s *Sink) wake() {
+	if s.signal != nil {
+		select {
+		case s.signal <- struct{}{}:
+		default:
+		}
+		return
+	}
 	select {
 	case s.notify <- struct{}{}:
 	default:

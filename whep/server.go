@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"runtime"
 	"strings"
 	"sync"
 	"time"
@@ -22,7 +23,6 @@ import (
 	"github.com/pion/webrtc/v4"
 
 	"github.com/onair/onair/broadcast"
-	"github.com/onair/onair/media"
 )
 
 // Errors that the HTTP layer maps to status codes.
@@ -67,6 +67,9 @@ type Server struct {
 	peak   int
 	peakOf string
 	wg     sync.WaitGroup
+	// fanouts write samples to viewers, one goroutine each, until stop
+	fanouts []*fanout
+	stop    context.CancelFunc
 }
 
 type session struct {
@@ -130,6 +133,18 @@ func New(hub *broadcast.Hub, opt Options) (*Server, error) {
 		}
 	}
 	s.api = webrtc.NewAPI(webrtc.WithMediaEngine(m), webrtc.WithInterceptorRegistry(ir), webrtc.WithSettingEngine(se))
+	ctx, stop := context.WithCancel(context.Background())
+	s.stop = stop
+	var r rounds
+	if batched, ok := s.conn.(*batchConn); ok {
+		r = batched
+	}
+	for range runtime.GOMAXPROCS(0) {
+		f := newFanout(opt.Log, r)
+		s.fanouts = append(s.fanouts, f)
+		s.wg.Add(1)
+		go func() { defer s.wg.Done(); f.run(ctx) }()
+	}
 	return s, nil
 }
 
@@ -331,30 +346,23 @@ func (s *Server) startMedia(sess *session) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	sess.cancel = cancel
-	s.wg.Add(1)
+	f := s.fanouts[0] // the one with the fewest viewers
+	for _, g := range s.fanouts[1:] {
+		if g.size() < f.size() {
+			f = g
+		}
+	}
 	s.mu.Unlock()
 	name := "whep"
 	if sess.preview {
 		name = "preview"
 	}
-	sink := s.hub.AddSink(broadcast.SinkOptions{Name: name, Preview: sess.preview})
-	go func() {
-		defer s.wg.Done()
-		defer sink.Close()
-		for {
-			sample, err := sink.Next(ctx)
-			if err != nil {
-				return
-			}
-			track := sess.video
-			if sample.Kind == media.Audio {
-				track = sess.audio
-			}
-			if err := track.writeSample(sample); err != nil && !errors.Is(err, errNotBound) {
-				s.opt.Log.Debug("viewer write failed", "session", sess.id, "err", err)
-			}
-		}
-	}()
+	v := &viewerSink{sess: sess, sink: s.hub.AddSink(broadcast.SinkOptions{Name: name, Preview: sess.preview, Signal: f.signal})}
+	f.add(v)
+	context.AfterFunc(ctx, func() {
+		f.remove(v)
+		v.sink.Close()
+	})
 	s.opt.Log.Info("viewer connected", "session", sess.id, "viewer", sess.viewer, "preview", sess.preview)
 }
 
@@ -474,6 +482,9 @@ func (s *Server) Close() error {
 	s.mu.Unlock()
 	for _, sess := range sessions {
 		s.remove(sess)
+	}
+	if s.stop != nil {
+		s.stop()
 	}
 	s.wg.Wait()
 	s.closeConn()

@@ -37,6 +37,10 @@ type batchConn struct {
 	inet int // the socket's family: unix.AF_INET or unix.AF_INET6
 	log  *slog.Logger
 	gso  atomic.Bool
+	// held counts writers in a round (Hold): the flusher is woken when the
+	// last one ends it rather than by a round's first packet, so that the
+	// round leaves in as few sends as possible.
+	held atomic.Int32
 
 	mu     sync.Mutex
 	space  *sync.Cond // signalled when the queue is taken
@@ -111,6 +115,7 @@ func (c *batchConn) WriteToAddrPort(b []byte, addr netip.AddrPort) (int, error) 
 	}
 	c.mu.Lock()
 	for !c.closed && len(c.queue.pkts) > 0 && len(c.queue.data)+len(b) > maxQueued {
+		c.wakeFlusher() // whoever holds a round
 		c.space.Wait()
 	}
 	if c.closed {
@@ -122,13 +127,34 @@ func (c *batchConn) WriteToAddrPort(b []byte, addr netip.AddrPort) (int, error) 
 	q.data = append(q.data, b...)
 	first := len(q.pkts) == 1
 	c.mu.Unlock()
-	if first {
-		select {
-		case c.wake <- struct{}{}:
-		default:
-		}
+	if first && c.held.Load() == 0 {
+		c.wakeFlusher()
 	}
 	return len(b), nil
+}
+
+func (c *batchConn) wakeFlusher() {
+	select {
+	case c.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Hold starts a round of writes (one sample to many viewers): what is
+// queued waits for the round's Release, or for the queue to fill.
+func (c *batchConn) Hold() { c.held.Add(1) }
+
+// Release ends a round; the last one wakes the flusher for what is queued.
+func (c *batchConn) Release() {
+	if c.held.Add(-1) != 0 {
+		return
+	}
+	c.mu.Lock()
+	queued := len(c.queue.pkts) > 0
+	c.mu.Unlock()
+	if queued {
+		c.wakeFlusher()
+	}
 }
 
 // batchable: the destinations a sockaddr is made for here. Others (an IPv6

@@ -67,9 +67,11 @@ func run(url string, n int, stagger, duration time.Duration, pid int) error {
 		st := c.Stats()
 		startFrames[i], startGaps[i] = st.VideoFrames, st.FrameGapsMS
 	}
-	cpu0, t0 := cpuTicks(pid), time.Now()
+	user0, sys0 := cpuTicks(pid)
+	t0 := time.Now()
 	time.Sleep(duration)
-	cpu1, t1 := cpuTicks(pid), time.Now()
+	user1, sys1 := cpuTicks(pid)
+	t1 := time.Now()
 	rss := rssBytes(pid)
 	heap := metric(strings.TrimSuffix(url, "/api/whep")+"/metrics", "go_memstats_heap_inuse_bytes")
 
@@ -115,7 +117,9 @@ func run(url string, n int, stagger, duration time.Duration, pid int) error {
 		n, failed, pct(rtp, 0.5), pct(rtp, 0.95), pct(key, 0.5), pct(key, 0.95), float64(frames)/float64(max(1, n-failed))/secs, lost)
 	fmt.Printf(" frame_gap_p50_ms=%d frame_gap_p99_ms=%d frame_gap_max_ms=%d", gapPct(gaps, 0.5), gapPct(gaps, 0.99), gapPct(gaps, 1))
 	if pid > 0 {
-		fmt.Printf(" daemon_cpu_pct=%.1f daemon_rss_mb=%.1f", float64(cpu1-cpu0)/100/secs*100, float64(rss)/(1<<20))
+		pct := func(ticks int64) float64 { return float64(ticks) / 100 / secs * 100 }
+		fmt.Printf(" daemon_cpu_pct=%.1f daemon_user_pct=%.1f daemon_sys_pct=%.1f daemon_rss_mb=%.1f",
+			pct(user1-user0+sys1-sys0), pct(user1-user0), pct(sys1-sys0), float64(rss)/(1<<20))
 	}
 	if heap > 0 {
 		fmt.Printf(" daemon_heap_inuse_mb=%.1f", heap/(1<<20))
@@ -151,20 +155,22 @@ func pct(d []time.Duration, p float64) string {
 	return s[min(len(s)-1, int(float64(len(s))*p))].Round(time.Millisecond).String()
 }
 
-// cpuTicks is utime+stime of pid in clock ticks (100 per second on Linux).
-func cpuTicks(pid int) int64 {
+// cpuTicks is utime and stime of pid in clock ticks (100 per second on
+// Linux): the daemon's own work, and the kernel's on its behalf (over
+// loopback that includes delivering each packet to the receiving socket).
+func cpuTicks(pid int) (user, sys int64) {
 	if pid <= 0 {
-		return 0
+		return 0, 0
 	}
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
-		return 0
+		return 0, 0
 	}
 	// Fields after the command name, which may contain spaces.
 	f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+2:]))
 	utime, _ := strconv.ParseInt(f[11], 10, 64)
 	stime, _ := strconv.ParseInt(f[12], 10, 64)
-	return utime + stime
+	return utime, stime
 }
 
 func rssBytes(pid int) int64 {
