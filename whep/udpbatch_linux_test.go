@@ -195,3 +195,82 @@ func TestBatchConnClose(t *testing.T) {
 		t.Fatalf("second close: %v", err)
 	}
 }
+
+// A held round's packets wait for its Release, unless the queue fills: then
+// they leave anyway, so a round larger than the queue cannot stall itself.
+func TestBatchConnHoldsARound(t *testing.T) {
+	pc, err := net.ListenPacket("udp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := newBatchConn(pc.(*net.UDPConn), slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	rx, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rx.Close()
+	rx.SetReadBuffer(8 << 20)
+	to := rx.LocalAddr().(*net.UDPAddr).AddrPort()
+	buf := make([]byte, 2048)
+	read := func(within time.Duration) bool {
+		rx.SetReadDeadline(time.Now().Add(within))
+		_, err := rx.Read(buf)
+		return err == nil
+	}
+
+	c.Hold()
+	for range 3 {
+		if _, err := c.WriteToAddrPort(make([]byte, 1200), to); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if read(300 * time.Millisecond) {
+		t.Fatal("a packet left while its round was held")
+	}
+	c.Release()
+	for i := range 3 {
+		if !read(5 * time.Second) {
+			t.Fatalf("packet %d did not leave after the round ended", i)
+		}
+	}
+
+	// More than the queue holds, in one held round from one writer.
+	const n = 2 * maxQueued / 1200
+	c.Hold()
+	done := make(chan error, 1)
+	go func() {
+		for range n {
+			if _, err := c.WriteToAddrPort(make([]byte, 1200), to); err != nil {
+				done <- err
+				return
+			}
+		}
+		done <- nil
+	}()
+	got := 0
+	for got < n/4 && read(5*time.Second) {
+		got++ // the first queue-full left before the round ended
+	}
+	if got < n/4 {
+		t.Fatalf("only %d packets left while a round larger than the queue was held", got)
+	}
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("a round larger than the queue stalled its writer")
+	}
+	c.Release()
+	for got < n && read(5*time.Second) {
+		got++
+	}
+	if got != n {
+		t.Fatalf("%d of %d packets arrived", got, n)
+	}
+}
