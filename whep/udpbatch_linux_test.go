@@ -174,9 +174,9 @@ func equal(a, b []int32) bool {
 	return true
 }
 
-// After Close writes fail, and a second Close is harmless (the ICE mux
-// closes the socket it was given, and so does the server).
-func TestBatchConnClose(t *testing.T) {
+// loopbackBatchConn is a batchConn on an IPv4 loopback port.
+func loopbackBatchConn(t *testing.T) *batchConn {
+	t.Helper()
 	pc, err := net.ListenPacket("udp4", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -185,6 +185,13 @@ func TestBatchConnClose(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return c
+}
+
+// After Close writes fail, and a second Close is harmless (the ICE mux
+// closes the socket it was given, and so does the server).
+func TestBatchConnClose(t *testing.T) {
+	c := loopbackBatchConn(t)
 	if err := c.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -199,14 +206,7 @@ func TestBatchConnClose(t *testing.T) {
 // A held round's packets wait for its Release, unless the queue fills: then
 // they leave anyway, so a round larger than the queue cannot stall itself.
 func TestBatchConnHoldsARound(t *testing.T) {
-	pc, err := net.ListenPacket("udp4", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := newBatchConn(pc.(*net.UDPConn), slog.New(slog.NewTextHandler(io.Discard, nil)))
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := loopbackBatchConn(t)
 	defer c.Close()
 	rx, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
 	if err != nil {
