@@ -163,46 +163,20 @@ func runDaemon(t *testing.T, a arch, cache, root string, packages *resolver) (tm
 	// 1. Packages: the guest tests' ones and the daemon's codec libraries,
 	// in the versions it is built against.
 	f := &fetcher{dir: filepath.Join(cache, "debs"), resolver: packages, logf: logf}
-	kernelSpec, err := f.kernelSpec(a)
-	if err != nil {
-		t.Fatalf("find the kernel: %v", err)
-	}
-	specs := map[string]string{
-		"kernel":          kernelSpec,
-		"busybox-static":  "busybox-static:" + a.deb,
-		"libc6":           "libc6:" + a.deb,
-		"libasound2":      "libasound2:" + a.deb,
-		"libasound2-data": "libasound2-data:all",
-	}
 	codecs := []string{"libx264-dev", "libopus-dev"}
+	extra := map[string]string{}
 	for _, dev := range codecs {
 		name, err := runtimePackage(packages, dev+":"+a.deb)
 		if err != nil {
 			t.Fatal(err)
 		}
-		specs[dev] = name + ":" + a.deb
+		extra[dev] = name + ":" + a.deb
 	}
-	var all []string
-	for _, spec := range specs {
-		all = append(all, spec)
-	}
-	debs, err := f.fetchAll(all...)
+	guest, err := fetchGuest(f, a, cache, extra, daemonModules)
 	if err != nil {
-		t.Fatalf("fetch packages: %v", err)
+		t.Fatal(err)
 	}
-	dirs := map[string]string{}
-	for name, spec := range specs {
-		if name == "kernel" {
-			continue
-		}
-		if dirs[name], err = extract(cache, debs[spec]); err != nil {
-			t.Fatal(err)
-		}
-	}
-	kernel, err := prepareKernel(cache, debs[kernelSpec], daemonModules)
-	if err != nil {
-		t.Fatalf("kernel: %v", err)
-	}
+	kernel, dirs := guest.kernel, guest.dirs
 	tm.fetch = time.Since(start)
 
 	// 2. onaird, and the shared libraries it needs.
@@ -211,11 +185,7 @@ func runDaemon(t *testing.T, a arch, cache, root string, packages *resolver) (tm
 	if err := buildDaemon(root, a, daemon); err != nil {
 		t.Fatal(err)
 	}
-	var libDirs []string
-	for _, name := range append([]string{"libc6", "libasound2"}, codecs...) {
-		libDirs = append(libDirs, filepath.Join(dirs[name], "lib", a.triplet), filepath.Join(dirs[name], "usr", "lib", a.triplet))
-	}
-	libs, err := sharedLibs(daemon, a.triplet, libDirs, "libasound.so.2")
+	libs, err := sharedLibs(daemon, a.triplet, guest.libDirs(a.triplet, append([]string{"libc6", "libasound2"}, codecs...)...), "libasound.so.2")
 	if err != nil {
 		t.Fatalf("libraries of onaird: %v", err)
 	}

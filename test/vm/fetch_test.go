@@ -3,6 +3,7 @@ package vm
 import (
 	"encoding/json"
 	"fmt"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -493,4 +494,56 @@ func copyFile(src, dst string) error {
 		return err
 	}
 	return os.WriteFile(dst, data, 0o644)
+}
+
+// guestPackages is what a VM boots with: its kernel, prepared with modules,
+// and the other packages extracted, by name.
+type guestPackages struct {
+	kernel    guestKernel
+	kernelDeb string
+	dirs      map[string]string // package name -> extracted tree
+}
+
+// fetchGuest fetches (into the cache, once) and extracts the kernel,
+// busybox, libc, ALSA and the extra packages (name -> spec) of a.
+func fetchGuest(f *fetcher, a arch, cache string, extra map[string]string, modules []string) (guestPackages, error) {
+	var g guestPackages
+	kernelSpec, err := f.kernelSpec(a)
+	if err != nil {
+		return g, fmt.Errorf("find the kernel: %w", err)
+	}
+	specs := map[string]string{
+		"busybox-static":  "busybox-static:" + a.deb,
+		"libc6":           "libc6:" + a.deb,
+		"libasound2":      "libasound2:" + a.deb,
+		"libasound2-data": "libasound2-data:all",
+	}
+	maps.Copy(specs, extra)
+	all := []string{kernelSpec}
+	for _, spec := range specs {
+		all = append(all, spec)
+	}
+	debs, err := f.fetchAll(all...)
+	if err != nil {
+		return g, fmt.Errorf("fetch packages: %w", err)
+	}
+	g.kernelDeb, g.dirs = debs[kernelSpec], map[string]string{}
+	for name, spec := range specs {
+		if g.dirs[name], err = extract(cache, debs[spec]); err != nil {
+			return g, err
+		}
+	}
+	if g.kernel, err = prepareKernel(cache, g.kernelDeb, modules); err != nil {
+		return g, fmt.Errorf("kernel: %w", err)
+	}
+	return g, nil
+}
+
+// libDirs are where the named packages keep their shared libraries.
+func (g guestPackages) libDirs(triplet string, names ...string) []string {
+	var dirs []string
+	for _, name := range names {
+		dirs = append(dirs, filepath.Join(g.dirs[name], "lib", triplet), filepath.Join(g.dirs[name], "usr", "lib", triplet))
+	}
+	return dirs
 }

@@ -120,40 +120,11 @@ func runArch(t *testing.T, a arch, cache, root string, packages *resolver) (tm t
 
 	// 1. Packages: fetched once into the cache, extracted once.
 	f := &fetcher{dir: filepath.Join(cache, "debs"), resolver: packages, logf: logf}
-	kernelSpec, err := f.kernelSpec(a)
+	guest, err := fetchGuest(f, a, cache, map[string]string{"libatomic1": "libatomic1:" + a.deb}, guestModules)
 	if err != nil {
-		t.Fatalf("find the kernel: %v", err)
+		t.Fatal(err)
 	}
-	specs := map[string]string{
-		"kernel":          kernelSpec,
-		"busybox-static":  "busybox-static:" + a.deb,
-		"libc6":           "libc6:" + a.deb,
-		"libasound2":      "libasound2:" + a.deb,
-		"libatomic1":      "libatomic1:" + a.deb,
-		"libasound2-data": "libasound2-data:all",
-	}
-	var all []string
-	for _, spec := range specs {
-		all = append(all, spec)
-	}
-	debs, err := f.fetchAll(all...)
-	if err != nil {
-		t.Fatalf("fetch packages: %v", err)
-	}
-	kernelDeb := debs[kernelSpec]
-	dirs := map[string]string{}
-	for name, spec := range specs {
-		if name == "kernel" {
-			continue
-		}
-		if dirs[name], err = extract(cache, debs[spec]); err != nil {
-			t.Fatal(err)
-		}
-	}
-	kernel, err := prepareKernel(cache, kernelDeb, guestModules)
-	if err != nil {
-		t.Fatalf("kernel: %v", err)
-	}
+	kernel, kernelDeb, dirs := guest.kernel, guest.kernelDeb, guest.dirs
 	work := t.TempDir()
 	tm.fetch = time.Since(start)
 	logf("kernel %s (%s), %d modules for %s; packages ready in %v", kernel.release, filepath.Base(kernelDeb),
@@ -170,10 +141,7 @@ func runArch(t *testing.T, a arch, cache, root string, packages *resolver) (tm t
 	if err := buildGuest(root, a, cgoTest, true); err != nil {
 		t.Fatal(err)
 	}
-	var libDirs []string
-	for _, name := range []string{"libc6", "libasound2", "libatomic1"} {
-		libDirs = append(libDirs, filepath.Join(dirs[name], "lib", a.triplet), filepath.Join(dirs[name], "usr", "lib", a.triplet))
-	}
+	libDirs := guest.libDirs(a.triplet, "libc6", "libasound2", "libatomic1")
 	// miniaudio dlopens libasound at run time: no DT_NEEDED names it.
 	libs, err := sharedLibs(cgoTest, a.triplet, libDirs, "libasound.so.2")
 	if err != nil {
