@@ -346,6 +346,7 @@ func (s *Server) startMedia(sess *session) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	sess.cancel = cancel
+	s.wg.Add(1) // the viewer's clean-up below: Close waits for it
 	f := s.fanouts[0] // the one with the fewest viewers
 	for _, g := range s.fanouts[1:] {
 		if g.size() < f.size() {
@@ -360,6 +361,7 @@ func (s *Server) startMedia(sess *session) {
 	v := &viewerSink{sess: sess, sink: s.hub.AddSink(broadcast.SinkOptions{Name: name, Preview: sess.preview, Signal: f.signal})}
 	f.add(v)
 	context.AfterFunc(ctx, func() {
+		defer s.wg.Done()
 		f.remove(v)
 		v.sink.Close()
 	})
