@@ -20,7 +20,7 @@ var (
 // <link rel="stylesheet" href="/static/x.css"> replaced by <style> with x.css
 // and each <script src="/static/y.js"></script> by <script> with y.js. A
 // file that would end its own element early (it holds "</style" or
-// "</script") is an error: the page would break in the browser.
+// "</script", or "<!--") is an error: the page would break in the browser.
 func inlinePage(files fs.FS, name string) ([]byte, error) {
 	page, err := fs.ReadFile(files, name)
 	if err != nil {
@@ -35,9 +35,13 @@ func inlinePage(files fs.FS, name string) ([]byte, error) {
 				failed = fmt.Errorf("page %s: %w", name, err)
 				return m
 			}
-			if bytes.Contains(bytes.ToLower(body), []byte("</"+element)) {
-				failed = fmt.Errorf("page %s: %s holds </%s and cannot be written into the page", name, file, element)
-				return m
+			// "</script" ends the element early; "<!--" in a script changes
+			// how the browser looks for its end.
+			for _, bad := range []string{"</" + element, "<!--"} {
+				if bytes.Contains(bytes.ToLower(body), []byte(bad)) {
+					failed = fmt.Errorf("page %s: %s holds %s and cannot be written into the page", name, file, bad)
+					return m
+				}
 			}
 			var b bytes.Buffer
 			fmt.Fprintf(&b, "<%s>\n", element)

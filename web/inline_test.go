@@ -35,6 +35,10 @@ func TestInlinePageRefusesWhatWouldBreakThePage(t *testing.T) {
 			"page.html": {Data: []byte(`<link rel="stylesheet" href="/static/a.css">`)},
 			"a.css":     {Data: []byte(`/* </style> */`)},
 		},
+		"comment opener in a script": {
+			"page.html": {Data: []byte(`<script src="/static/b.js"></script>`)},
+			"b.js":      {Data: []byte(`const s = "<!--";`)},
+		},
 		"missing file": {
 			"page.html": {Data: []byte(`<script src="/static/gone.js"></script>`)},
 		},

@@ -69,8 +69,8 @@ func (f *fanout) wake() {
 	}
 }
 
-// run serves the viewers until ctx ends: on each signal, one sample per
-// viewer per round until every queue is empty, so that a viewer with a
+// run serves the viewers until ctx ends: on each signal, rounds of one
+// sample per viewer until every queue is empty, so that a viewer with a
 // backlog does not delay the others' next sample.
 func (f *fanout) run(ctx context.Context) {
 	var batch []*viewerSink
@@ -83,25 +83,29 @@ func (f *fanout) run(ctx context.Context) {
 		f.mu.Lock()
 		batch = append(batch[:0], f.viewers...)
 		f.mu.Unlock()
-		if f.rounds != nil {
-			f.rounds.Hold()
-		}
 		for more := true; more; {
-			more = false
-			for _, v := range batch {
-				sample, ok, _ := v.sink.TryNext()
-				if !ok {
-					continue
-				}
-				more = true
-				v.write(sample, f.log)
-			}
-		}
-		if f.rounds != nil {
-			f.rounds.Release()
+			more = f.round(batch)
 		}
 		clear(batch)
 	}
+}
+
+// round writes one sample to each viewer that has one waiting, held as one
+// round on the batched port; it says whether any had one.
+func (f *fanout) round(viewers []*viewerSink) (wrote bool) {
+	if f.rounds != nil {
+		f.rounds.Hold()
+		defer f.rounds.Release()
+	}
+	for _, v := range viewers {
+		sample, ok, _ := v.sink.TryNext()
+		if !ok {
+			continue
+		}
+		wrote = true
+		v.write(sample, f.log)
+	}
+	return wrote
 }
 
 func (v *viewerSink) write(sample media.Sample, log *slog.Logger) {

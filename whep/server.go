@@ -80,9 +80,10 @@ type session struct {
 	pc      *webrtc.PeerConnection
 	video   *sampleTrack
 	audio   *sampleTrack
-	cancel  context.CancelFunc
-	started sync.Once
-	closed  sync.Once
+	// stopMedia disconnects the viewer from the hub (set once media flows)
+	stopMedia func()
+	started   sync.Once
+	closed    sync.Once
 }
 
 // New sets up the WebRTC API: codecs, feedback (NACK/RTX, PLI/FIR, reports,
@@ -289,16 +290,32 @@ func (s *Server) negotiate(ctx context.Context, sess *session, offer string) (st
 	if err != nil {
 		return "", fmt.Errorf("whep: new peer connection: %w", err)
 	}
-	sess.pc = pc
 	sess.video = newSampleTrack(webrtc.RTPCodecTypeVideo, webrtc.MimeTypeH264, 90000, "video", "onair", &s.packets)
 	sess.audio = newSampleTrack(webrtc.RTPCodecTypeAudio, webrtc.MimeTypeOpus, 48000, "audio", "onair", nil)
-	for _, track := range []*sampleTrack{sess.video, sess.audio} {
+	tracks := []*sampleTrack{sess.video, sess.audio}
+	var senders []*webrtc.RTPSender
+	for _, track := range tracks {
 		sender, err := pc.AddTrack(track)
 		if err != nil {
+			pc.Close()
 			return "", fmt.Errorf("whep: add %s track: %w", track.kind, err)
 		}
-		s.wg.Add(1)
-		go s.readRTCP(sender, track)
+		senders = append(senders, sender)
+	}
+	// The session gets its connection only while it is still the server's:
+	// a Close or remove that came first found no connection to close and
+	// would leave this one, and its RTCP readers, running.
+	s.mu.Lock()
+	if s.closed || s.sessions[sess.id] != sess {
+		s.mu.Unlock()
+		pc.Close()
+		return "", ErrClosed
+	}
+	sess.pc = pc
+	s.wg.Add(len(senders))
+	s.mu.Unlock()
+	for i, sender := range senders {
+		go s.readRTCP(sender, tracks[i])
 	}
 	pc.OnConnectionStateChange(func(state webrtc.PeerConnectionState) {
 		switch state {
@@ -339,32 +356,31 @@ func (s *Server) negotiate(ctx context.Context, sess *session, offer string) (st
 // startMedia connects the viewer to the hub once ICE and DTLS are up, so the
 // keyframe asked for on joining is not lost to a handshake still running.
 func (s *Server) startMedia(sess *session) {
-	s.mu.Lock()
-	if s.closed || s.sessions[sess.id] != sess {
-		s.mu.Unlock()
-		return
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	sess.cancel = cancel
-	s.wg.Add(1) // the viewer's clean-up below: Close waits for it
 	f := s.fanouts[0] // the one with the fewest viewers
 	for _, g := range s.fanouts[1:] {
 		if g.size() < f.size() {
 			f = g
 		}
 	}
-	s.mu.Unlock()
 	name := "whep"
 	if sess.preview {
 		name = "preview"
 	}
 	v := &viewerSink{sess: sess, sink: s.hub.AddSink(broadcast.SinkOptions{Name: name, Preview: sess.preview, Signal: f.signal})}
-	f.add(v)
-	context.AfterFunc(ctx, func() {
-		defer s.wg.Done()
+	s.mu.Lock()
+	if s.closed || s.sessions[sess.id] != sess {
+		s.mu.Unlock()
+		v.sink.Close()
+		return
+	}
+	// remove calls it before it closes the connection: once a viewer is
+	// removed (left, dropped, revoked), no further sample is written to it.
+	sess.stopMedia = func() {
 		f.remove(v)
 		v.sink.Close()
-	})
+	}
+	f.add(v)
+	s.mu.Unlock()
 	s.opt.Log.Info("viewer connected", "session", sess.id, "viewer", sess.viewer, "preview", sess.preview)
 }
 
@@ -415,8 +431,8 @@ func (s *Server) remove(sess *session) {
 			delete(s.sessions, sess.id)
 		}
 		s.mu.Unlock()
-		if sess.cancel != nil {
-			sess.cancel()
+		if sess.stopMedia != nil {
+			sess.stopMedia()
 		}
 		if sess.pc != nil {
 			if err := sess.pc.Close(); err != nil {

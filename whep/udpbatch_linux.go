@@ -37,9 +37,9 @@ type batchConn struct {
 	inet int // the socket's family: unix.AF_INET or unix.AF_INET6
 	log  *slog.Logger
 	gso  atomic.Bool
-	// held counts writers in a round (Hold): the flusher is woken when the
-	// last one ends it rather than by a round's first packet, so that the
-	// round leaves in as few sends as possible.
+	// held counts writers in a round (Hold): while one is, a first queued
+	// packet does not wake the flusher; the end of a round does, so that
+	// the round leaves in as few sends as possible.
 	held atomic.Int32
 
 	mu     sync.Mutex
@@ -141,14 +141,14 @@ func (c *batchConn) wakeFlusher() {
 }
 
 // Hold starts a round of writes (one sample to many viewers): what is
-// queued waits for the round's Release, or for the queue to fill.
+// queued waits for a Release, or for the queue to fill. Rounds are short:
+// with several writers they may overlap, and every Release flushes, so
+// that packets never wait for all writers to be idle at once.
 func (c *batchConn) Hold() { c.held.Add(1) }
 
-// Release ends a round; the last one wakes the flusher for what is queued.
+// Release ends a round and wakes the flusher for what is queued.
 func (c *batchConn) Release() {
-	if c.held.Add(-1) != 0 {
-		return
-	}
+	c.held.Add(-1)
 	c.mu.Lock()
 	queued := len(c.queue.pkts) > 0
 	c.mu.Unlock()

@@ -11,14 +11,12 @@ import "runtime/debug"
 // measurements could tell apart (BENCHMARKS.md, "GOGC").
 const gcPercent = 50
 
-// tuneGC sets gcPercent when lookupEnv finds no GOGC, and returns the
-// percent in force afterwards.
-func tuneGC(lookupEnv func(string) (string, bool)) int {
+// tuneGC sets gcPercent unless lookupEnv finds GOGC (then the runtime has
+// read it, "off" included, and is left alone); it says whether it set it.
+func tuneGC(lookupEnv func(string) (string, bool)) bool {
 	if _, set := lookupEnv("GOGC"); set {
-		now := debug.SetGCPercent(100) // read it back: there is no getter
-		debug.SetGCPercent(now)
-		return now
+		return false
 	}
 	debug.SetGCPercent(gcPercent)
-	return gcPercent
+	return true
 }

@@ -57,7 +57,9 @@ func main() {
 		level = slog.LevelDebug
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
-	log.Debug("garbage collector", "percent", tuneGC(os.LookupEnv))
+	if tuneGC(os.LookupEnv) {
+		log.Debug("garbage collector", "GOGC", gcPercent)
+	}
 	if err := run(*configPath, *listen, *adminToken, *dataDir, *watchdogPath, *firmware, *profiles, *keys, log); err != nil {
 		log.Error("onaird stopped", "err", err)
 		os.Exit(1)

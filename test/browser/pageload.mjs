@@ -36,13 +36,12 @@ const runs = [];
 try {
   for (let i = 0; i < loads; i++) {
     const page = await context.newPage();
-    let timer;
-    const first = new Promise((resolve, reject) => {
-      shown.set(page, resolve);
-      timer = setTimeout(() => reject(new Error("no first frame")), stepTimeoutMs);
-    });
+    const first = new Promise((resolve) => shown.set(page, resolve));
     await page.goto(baseURL + "/", { waitUntil: "commit" });
-    const ms = await first.finally(() => clearTimeout(timer));
+    let timer;
+    const ms = await Promise.race([first, new Promise((_, reject) => {
+      timer = setTimeout(() => reject(new Error("no first frame")), stepTimeoutMs);
+    })]).finally(() => clearTimeout(timer));
     const r = await page.evaluate(() => {
       const nav = performance.getEntriesByType("navigation")[0];
       const steps = { html: nav.responseEnd, interactive: nav.domInteractive };

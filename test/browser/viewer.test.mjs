@@ -299,13 +299,16 @@ describe("viewer page in headless Chromium", () => {
       const fresh = await context.newPage();
       watch(fresh);
       try {
-        let timer;
-        const firstFrame = new Promise((resolve, reject) => {
-          shown.set(fresh, resolve);
-          timer = setTimeout(() => reject(new Error(`no first frame within ${stepTimeoutMs} ms`)), stepTimeoutMs);
-        });
+        const firstFrame = new Promise((resolve) => shown.set(fresh, resolve));
         await fresh.goto(baseURL + "/", { waitUntil: "commit" });
-        await firstFrame.finally(() => clearTimeout(timer));
+        let timer;
+        try {
+          await Promise.race([firstFrame, new Promise((_, reject) => {
+            timer = setTimeout(() => reject(new Error(`no first frame within ${stepTimeoutMs} ms`)), stepTimeoutMs);
+          })]);
+        } finally {
+          clearTimeout(timer);
+        }
         runs.push(await fresh.evaluate(() => {
           const nav = performance.getEntriesByType("navigation")[0];
           const whep = performance.getEntriesByType("resource").find((e) => e.name.endsWith("/api/whep"));
