@@ -14,9 +14,9 @@ import (
 // fanout writes the hub's samples to its share of the viewers from one
 // goroutine. Its viewers' sinks share one signal, so a published sample
 // wakes one goroutine per fanout instead of one per viewer: with 50 viewers
-// the per-viewer wake-ups cost about 3 % of a core in scheduling alone
-// (BENCHMARKS.md). Writes never block (UDP), so one viewer cannot hold up
-// the others.
+// that took 3.7-3.9 % of a core off the daemon's CPU profile (BENCHMARKS.md,
+// "Writers"). Writes never block (UDP), so one viewer cannot hold up the
+// others.
 type fanout struct {
 	signal chan struct{}
 	log    *slog.Logger

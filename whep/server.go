@@ -374,7 +374,8 @@ func (s *Server) startMedia(sess *session) {
 		return
 	}
 	// remove calls it before it closes the connection: once a viewer is
-	// removed (left, dropped, revoked), no further sample is written to it.
+	// removed (left, dropped, revoked), no sample is taken for it any more
+	// (one already taken may still be in its writer's hands).
 	sess.stopMedia = func() {
 		f.remove(v)
 		v.sink.Close()
