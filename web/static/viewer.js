@@ -21,18 +21,9 @@
   const replayLink = document.getElementById("replay-link");
   const replayList = document.getElementById("replay-list");
 
-  const params = new URLSearchParams(location.search);
-  const token = params.get("t") || "";
-  const viewerId = (() => {
-    try {
-      let id = localStorage.getItem("onair.viewer");
-      if (!id) {
-        id = crypto.getRandomValues(new Uint32Array(4)).join("-");
-        localStorage.setItem("onair.viewer", id);
-      }
-      return id;
-    } catch (e) { return "anonymous"; }
-  })();
+  const early = window.onairEarly; // early.js, in the head: who this is, and the first connection
+  const token = early.token;
+  const viewerId = early.viewerId;
 
   let state = "connecting";
   let wasLive = false;
@@ -236,12 +227,18 @@
   }
   async function connectMedia() {
     if (pc) { try { pc.close(); } catch (e) {} }
-    mark("start");
-    pc = new RTCPeerConnection();
+    let response = null;
+    if (early.pc) {
+      // The first connection, started in the head while the page was read.
+      pc = early.pc;
+      response = early.response;
+      early.pc = early.response = null;
+    } else {
+      mark("start");
+      pc = early.newConnection();
+    }
     window.onairPC = pc; // for tests: its getStats() shows what arrives
     const mine = pc;
-    pc.addTransceiver("video", { direction: "recvonly" });
-    pc.addTransceiver("audio", { direction: "recvonly" });
     const stream = new MediaStream();
     pc.ontrack = (e) => {
       mark("track-" + e.track.kind);
@@ -258,16 +255,7 @@
       if (pc.connectionState === "failed" || pc.connectionState === "closed") retryMedia();
     };
     try {
-      const offer = await pc.createOffer();
-      await pc.setLocalDescription(offer);
-      mark("offer");
-      // The offer goes at once, without waiting for ICE gathering (150-200 ms
-      // in Chromium): the box answers with its own candidates, this browser
-      // checks them, and the box learns this end's address from those checks
-      // (peer-reflexive), so the offer needs none of this end's candidates.
-      const headers = { "Content-Type": "application/sdp", "X-Viewer-Id": viewerId };
-      if (token) headers.Authorization = "Bearer " + token;
-      const resp = await fetch("/api/whep", { method: "POST", headers, body: pc.localDescription.sdp });
+      const resp = await (response || early.sendOffer(pc));
       if (resp.status === 401 || resp.status === 403) {
         // Private: the event socket says so; try again only when admitted.
         admitted = false;
