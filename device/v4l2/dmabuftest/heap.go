@@ -120,35 +120,37 @@ func (h *Heap) Lookup(fd int) ([]byte, Memory, error) {
 // this package exists to catch: the camera would overwrite a picture the
 // encoder is reading.
 func (h *Heap) Filling(fd int, filling bool) {
-	h.mu.Lock()
-	b, ok := h.bufs[fd]
-	if !ok {
-		h.mu.Unlock()
-		return
-	}
-	var broken string
-	if filling && b.lent > 0 {
-		broken = fmt.Sprintf("%s queued dma-buf %d to be filled while an importer still holds it", b.exporter, fd)
-	}
-	b.filling = filling
-	h.mu.Unlock()
-	h.violate(broken)
+	h.change(fd, func(b *buffer) (broken string) {
+		if filling && b.lent > 0 {
+			broken = fmt.Sprintf("%s queued dma-buf %d to be filled while an importer still holds it", b.exporter, fd)
+		}
+		b.filling = filling
+		return broken
+	})
 }
 
 // Lend records that an importer queued the buffer behind fd for reading;
 // the exporter must not be filling it.
 func (h *Heap) Lend(fd int, importer string) {
+	h.change(fd, func(b *buffer) (broken string) {
+		if b.filling {
+			broken = fmt.Sprintf("%s imported dma-buf %d of %s while it is queued to be filled", importer, fd, b.exporter)
+		}
+		b.lent++
+		return broken
+	})
+}
+
+// change applies f to the buffer behind fd under the lock (nothing for an
+// unknown fd) and records the rule f reports broken, if any.
+func (h *Heap) change(fd int, f func(b *buffer) (broken string)) {
 	h.mu.Lock()
 	b, ok := h.bufs[fd]
 	if !ok {
 		h.mu.Unlock()
 		return
 	}
-	var broken string
-	if b.filling {
-		broken = fmt.Sprintf("%s imported dma-buf %d of %s while it is queued to be filled", importer, fd, b.exporter)
-	}
-	b.lent++
+	broken := f(b)
 	h.mu.Unlock()
 	h.violate(broken)
 }
