@@ -215,9 +215,9 @@ func (c *batchConn) flush() {
 			c.drain()
 			return
 		}
-		// The hub wakes every viewer's writer for each sample: let those
-		// that are ready to run queue their packets first, so that they
-		// leave in one batch (a millisecond or two later).
+		// Woken by a round's end or by a write outside any round (pion's
+		// own: STUN, RTCP, retransmissions): let writers that are ready to
+		// run queue theirs first, so that they leave in the same batch.
 		runtime.Gosched()
 		c.drain()
 	}
