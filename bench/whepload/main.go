@@ -1,7 +1,9 @@
 // Command whepload connects N WHEP viewers to an onaird (browser-like: NACK,
 // receiver reports, TWCC, one PLI on the first packet), keeps them for a
 // while, and reports join latencies, frame rate, loss, and the daemon's CPU
-// and memory read from /proc.
+// and memory read from /proc. The CPU of the daemon's encoder threads
+// (x264's, named x264.ThreadName) is also given alone: it does not depend on
+// the viewers, and its run-to-run swings hide what a viewer costs.
 package main
 
 import (
@@ -12,6 +14,7 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
+	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
@@ -27,12 +30,23 @@ func main() {
 	stagger := flag.Duration("stagger", 20*time.Millisecond, "time between joins")
 	duration := flag.Duration("duration", 10*time.Second, "how long to measure after the last join")
 	pid := flag.Int("pid", 0, "onaird's pid, for CPU and RSS")
+	encoderThreads := flag.String("encoder-threads", defaultEncoderThreads, "name of the daemon's encoder threads, whose CPU is also given alone")
 	flag.Parse()
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
-	if err := run(*url, *viewers, *stagger, *duration, *pid); err != nil {
+	if err := run(*url, *viewers, *stagger, *duration, daemon{pid: *pid, encoderThreads: *encoderThreads}); err != nil {
 		log.Error("whepload", "err", err)
 		os.Exit(1)
 	}
+}
+
+// defaultEncoderThreads is x264.ThreadName (not imported: that would link
+// libx264 into the load client; a test holds the two together).
+const defaultEncoderThreads = "onair-x264"
+
+// daemon is the onaird process measured.
+type daemon struct {
+	pid            int
+	encoderThreads string
 }
 
 type result struct {
@@ -42,7 +56,7 @@ type result struct {
 	gaps                    [1001]int
 }
 
-func run(url string, n int, stagger, duration time.Duration, pid int) error {
+func run(url string, n int, stagger, duration time.Duration, d daemon) error {
 	ctx, cancel := context.WithTimeout(context.Background(), duration+time.Duration(n)*stagger+time.Minute)
 	defer cancel()
 	clients := make([]*whepclient.Client, n)
@@ -67,12 +81,14 @@ func run(url string, n int, stagger, duration time.Duration, pid int) error {
 		st := c.Stats()
 		startFrames[i], startGaps[i] = st.VideoFrames, st.FrameGapsMS
 	}
-	user0, sys0 := cpuTicks(pid)
+	user0, sys0 := cpuTicks(fmt.Sprintf("/proc/%d/stat", d.pid))
+	enc0 := threadTicks(d.pid, d.encoderThreads)
 	t0 := time.Now()
 	time.Sleep(duration)
-	user1, sys1 := cpuTicks(pid)
+	user1, sys1 := cpuTicks(fmt.Sprintf("/proc/%d/stat", d.pid))
+	enc1 := threadTicks(d.pid, d.encoderThreads)
 	t1 := time.Now()
-	rss := rssBytes(pid)
+	rss := rssBytes(d.pid)
 	heap := metric(strings.TrimSuffix(url, "/api/whep")+"/metrics", "go_memstats_heap_inuse_bytes")
 
 	results := make([]result, n)
@@ -116,10 +132,10 @@ func run(url string, n int, stagger, duration time.Duration, pid int) error {
 	fmt.Printf("viewers=%d failed=%d first_rtp_p50=%s first_rtp_p95=%s first_keyframe_p50=%s first_keyframe_p95=%s fps_per_viewer=%.1f packets_lost=%d",
 		n, failed, pct(rtp, 0.5), pct(rtp, 0.95), pct(key, 0.5), pct(key, 0.95), float64(frames)/float64(max(1, n-failed))/secs, lost)
 	fmt.Printf(" frame_gap_p50_ms=%d frame_gap_p99_ms=%d frame_gap_max_ms=%d", gapPct(gaps, 0.5), gapPct(gaps, 0.99), gapPct(gaps, 1))
-	if pid > 0 {
+	if d.pid > 0 {
 		pct := func(ticks int64) float64 { return float64(ticks) / 100 / secs * 100 }
-		fmt.Printf(" daemon_cpu_pct=%.1f daemon_user_pct=%.1f daemon_sys_pct=%.1f daemon_rss_mb=%.1f",
-			pct(user1-user0+sys1-sys0), pct(user1-user0), pct(sys1-sys0), float64(rss)/(1<<20))
+		fmt.Printf(" daemon_cpu_pct=%.1f daemon_user_pct=%.1f daemon_sys_pct=%.1f daemon_encoder_pct=%.1f daemon_rss_mb=%.1f",
+			pct(user1-user0+sys1-sys0), pct(user1-user0), pct(sys1-sys0), pct(enc1-enc0), float64(rss)/(1<<20))
 	}
 	if heap > 0 {
 		fmt.Printf(" daemon_heap_inuse_mb=%.1f", heap/(1<<20))
@@ -155,22 +171,49 @@ func pct(d []time.Duration, p float64) string {
 	return s[min(len(s)-1, int(float64(len(s))*p))].Round(time.Millisecond).String()
 }
 
-// cpuTicks is utime and stime of pid in clock ticks (100 per second on
-// Linux): the daemon's own work, and the kernel's on its behalf (over
-// loopback that includes delivering each packet to the receiving socket).
-func cpuTicks(pid int) (user, sys int64) {
-	if pid <= 0 {
-		return 0, 0
-	}
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+// cpuTicks is utime and stime in clock ticks (100 per second on Linux) from
+// a process's or thread's stat file: its own work, and the kernel's on its
+// behalf (over loopback that includes delivering each packet to the
+// receiving socket).
+func cpuTicks(statPath string) (user, sys int64) {
+	b, err := os.ReadFile(statPath)
 	if err != nil {
 		return 0, 0
 	}
 	// Fields after the command name, which may contain spaces.
-	f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+2:]))
+	end := strings.LastIndexByte(string(b), ')')
+	if end < 0 || end+2 > len(b) {
+		return 0, 0
+	}
+	f := strings.Fields(string(b[end+2:]))
+	if len(f) < 13 {
+		return 0, 0
+	}
 	utime, _ := strconv.ParseInt(f[11], 10, 64)
 	stime, _ := strconv.ParseInt(f[12], 10, 64)
 	return utime, stime
+}
+
+// threadTicks is the CPU, in clock ticks, of pid's threads named name (a
+// thread that has ended no longer counts).
+func threadTicks(pid int, name string) int64 {
+	if pid <= 0 || name == "" {
+		return 0
+	}
+	tasks, err := filepath.Glob(fmt.Sprintf("/proc/%d/task/*", pid))
+	if err != nil {
+		return 0
+	}
+	var total int64
+	for _, task := range tasks {
+		comm, err := os.ReadFile(filepath.Join(task, "comm"))
+		if err != nil || strings.TrimSpace(string(comm)) != name {
+			continue
+		}
+		user, sys := cpuTicks(filepath.Join(task, "stat"))
+		total += user + sys
+	}
+	return total
 }
 
 func rssBytes(pid int) int64 {
