@@ -320,16 +320,29 @@ func (c *batchConn) refused(to netip.AddrPort, err error) {
 }
 
 // sendmmsg sends messages from the start of msgs and returns how many went.
+//
+// The socket does not block (Go opens it non-blocking; a full buffer is
+// EAGAIN, and the wait for room is the poller's), so the call is a raw
+// one, without telling the scheduler: a round of 50 viewers spends about a
+// millisecond in the kernel, long enough for the scheduler's monitor to take
+// the processor away and wake another thread to run it, which with every
+// round kept that monitor polling every 20 µs. On this project's VM those
+// thread wake-ups cost more than the sending (BENCHMARKS.md, session 5).
 func (c *batchConn) sendmmsg(msgs []unix.Mmsghdr) (int, error) {
 	var n int
 	var errno syscall.Errno
 	err := c.raw.Write(func(fd uintptr) bool {
-		r, _, e := unix.Syscall6(unix.SYS_SENDMMSG, fd, uintptr(unsafe.Pointer(&msgs[0])), uintptr(min(len(msgs), 1024)), 0, 0, 0)
-		if e == unix.EAGAIN {
-			return false // wait until the socket takes more
+		for {
+			r, _, e := unix.RawSyscall6(unix.SYS_SENDMMSG, fd, uintptr(unsafe.Pointer(&msgs[0])), uintptr(min(len(msgs), 1024)), 0, 0, 0)
+			switch e {
+			case unix.EINTR:
+				continue // a signal before the first message went
+			case unix.EAGAIN:
+				return false // wait until the socket takes more
+			}
+			n, errno = int(r), e
+			return true
 		}
-		n, errno = int(r), e
-		return true
 	})
 	if err != nil {
 		return 0, err
