@@ -99,10 +99,10 @@ func New(hub *broadcast.Hub, opt Options) (*Server, error) {
 	if err := registerCodecs(m); err != nil {
 		return nil, fmt.Errorf("whep: register codecs: %w", err)
 	}
-	ir := &interceptor.Registry{}
-	if err := registerInterceptors(m, ir); err != nil {
-		return nil, fmt.Errorf("whep: register interceptors: %w", err)
+	if err := registerFeedback(m); err != nil {
+		return nil, fmt.Errorf("whep: register feedback: %w", err)
 	}
+	ir := &interceptor.Registry{} // empty: see registerFeedback
 	se := webrtc.SettingEngine{}
 	se.SetIncludeLoopbackCandidate(true)
 	se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
@@ -300,6 +300,7 @@ func (s *Server) negotiate(ctx context.Context, sess *session, offer string) (st
 			pc.Close()
 			return "", fmt.Errorf("whep: add %s track: %w", track.kind, err)
 		}
+		track.report = pc.WriteRTCP
 		senders = append(senders, sender)
 	}
 	// The session gets its connection only while it is still the server's:

@@ -56,7 +56,21 @@ type sampleTrack struct {
 	rtx     []byte        // an RTX payload being sent
 	epoch   time.Time     // the origin of sentPacket.resent and lastKey
 	lastKey time.Duration // since epoch: when the latest keyframe went out, 0 if none
+
+	// Sender reports (RFC 3550 6.4.1), written by the track itself with
+	// its samples, in place of pion's report interceptor, which took a lock
+	// and the time for every packet and ran a goroutine and a ticker per
+	// stream and viewer.
+	report     func([]rtcp.Packet) error // the connection's RTCP writer; nil: none
+	sentCount  uint32                    // packets sent on ssrc (retransmissions not counted)
+	sentOctets uint32                    // their payload bytes
+	nextReport time.Duration             // since epoch; 0: with the next sample
 }
+
+// reportInterval is how often a viewer gets a sender report for each
+// stream, as from pion's interceptor: the browser times audio against video
+// with them, and echoes them in its receiver reports, whence the round trip.
+const reportInterval = time.Second
 
 // sentPacket is what one of a viewer's sequence numbers carried.
 type sentPacket struct {
@@ -147,7 +161,12 @@ func (t *sampleTrack) writeSample(s media.Sample) error {
 			return errNotBound
 		}
 		// One Opus packet per RTP packet (RFC 7587).
-		return t.send(s.Data, true, t.timestamp(s.Capture))
+		ts := t.timestamp(s.Capture)
+		if err := t.send(s.Data, true, ts); err != nil {
+			return err
+		}
+		t.reportDue(ts)
+		return nil
 	}
 	f := t.packets.get(s)
 	t.mu.Lock()
@@ -166,7 +185,27 @@ func (t *sampleTrack) writeSample(s media.Sample) error {
 			return err
 		}
 	}
+	t.reportDue(ts)
 	return nil
+}
+
+// reportDue sends a sender report when one is due, after a sample stamped
+// ts went out; t.mu is held. The report maps the time it is sent at to ts,
+// as pion's did (the sample's packets went out just now).
+func (t *sampleTrack) reportDue(ts uint32) {
+	if t.report == nil {
+		return
+	}
+	now := time.Now()
+	since := now.Sub(t.epoch)
+	if since < t.nextReport {
+		return
+	}
+	t.nextReport = since + reportInterval
+	// A report that is not sent (the connection closing) is not sent again.
+	_ = t.report([]rtcp.Packet{&rtcp.SenderReport{
+		SSRC: t.ssrc, NTPTime: ntpTime(now), RTPTime: ts, PacketCount: t.sentCount, OctetCount: t.sentOctets,
+	}})
 }
 
 func (t *sampleTrack) timestamp(capture time.Duration) uint32 {
@@ -180,8 +219,12 @@ func (t *sampleTrack) send(payload []byte, marker bool, ts uint32) error {
 		SequenceNumber: t.seq, Timestamp: ts, SSRC: t.ssrc,
 	}
 	t.seq++
-	_, err := t.writer.WriteRTP(&t.header, payload)
-	return err
+	if _, err := t.writer.WriteRTP(&t.header, payload); err != nil {
+		return err
+	}
+	t.sentCount++
+	t.sentOctets += uint32(len(payload))
+	return nil
 }
 
 // resend answers a NACK from the history: over RTX (RFC 4588) when the
@@ -271,9 +314,9 @@ func (t *sampleTrack) updateRTT(reports []rtcp.ReceptionReport) {
 		if r.SSRC != t.ssrc || r.LastSenderReport == 0 {
 			continue
 		}
-		// Both ends of the difference are on the wall clock (pion stamps
-		// sender reports with it): a jump of it gives one wrong value,
-		// which is bounded.
+		// Both ends of the difference are on the wall clock (reportDue
+		// stamps sender reports with it): a jump of it gives one wrong
+		// value, which is bounded.
 		rtt := ntpMiddle(time.Now()) - r.LastSenderReport - r.Delay
 		if rtt < 1<<31 {
 			t.rtt = min(time.Duration(rtt)*time.Second/(1<<16), maxRTT)
@@ -281,11 +324,15 @@ func (t *sampleTrack) updateRTT(reports []rtcp.ReceptionReport) {
 	}
 }
 
-// ntpMiddle is the middle 32 bits of the NTP time (16.16 fixed point
-// seconds), as sender reports carry and receiver reports echo.
-func ntpMiddle(now time.Time) uint32 {
+// ntpTime is the NTP time of now (32.32 fixed point seconds since 1900), as
+// sender reports carry it.
+func ntpTime(now time.Time) uint64 {
 	const unixToNTP = 2208988800
 	secs := uint64(now.Unix()) + unixToNTP
 	frac := uint64(now.Nanosecond()) << 32 / 1e9
-	return uint32((secs<<32 | frac) >> 16)
+	return secs<<32 | frac
 }
+
+// ntpMiddle is the middle 32 bits of the NTP time (16.16 fixed point
+// seconds), as receiver reports echo it.
+func ntpMiddle(now time.Time) uint32 { return uint32(ntpTime(now) >> 16) }

@@ -65,6 +65,18 @@ type Stats struct {
 	// the last bucket holds everything longer): how evenly pictures arrive.
 	LastFrame   time.Time
 	FrameGapsMS [1001]int
+	// VideoPackets counts the video RTP packets that arrived.
+	VideoPackets int
+	// VideoReports and AudioReports are the sender's reports (RTCP SR)
+	// about each stream, in the order they came.
+	VideoReports, AudioReports []SenderReport
+}
+
+// SenderReport is one RTCP sender report as the client saw it.
+type SenderReport struct {
+	NTPTime         uint64 // NTP, 32.32 fixed point seconds
+	RTPTime         uint32 // the stream's RTP clock at NTPTime
+	Packets, Octets uint32 // the sender's counts
 }
 
 // Client is one connected viewer.
@@ -124,9 +136,10 @@ func Dial(ctx context.Context, url string, opt Options) (*Client, error) {
 			c.mu.Unlock()
 		}
 	})
-	pc.OnTrack(func(track *webrtc.TrackRemote, _ *webrtc.RTPReceiver) {
-		c.wg.Add(1)
+	pc.OnTrack(func(track *webrtc.TrackRemote, receiver *webrtc.RTPReceiver) {
+		c.wg.Add(2)
 		defer c.wg.Done()
+		go func() { defer c.wg.Done(); c.readReports(track, receiver) }()
 		if track.Kind() == webrtc.RTPCodecTypeVideo {
 			c.readVideo(track)
 		} else {
@@ -210,6 +223,7 @@ func (c *Client) readVideo(track *webrtc.TrackRemote) {
 			return
 		}
 		c.mu.Lock()
+		c.stats.VideoPackets++
 		if first {
 			c.stats.FirstRTP = time.Now()
 		} else if gap := pkt.SequenceNumber - lastSeq; gap > 1 && gap < 1000 && c.opt.DropVideoEvery == 0 {
@@ -285,6 +299,30 @@ func (c *Client) readAudio(track *webrtc.TrackRemote) {
 	}
 }
 
+// readReports keeps the sender reports about track's stream.
+func (c *Client) readReports(track *webrtc.TrackRemote, receiver *webrtc.RTPReceiver) {
+	for {
+		packets, _, err := receiver.ReadRTCP()
+		if err != nil {
+			return
+		}
+		for _, p := range packets {
+			sr, ok := p.(*rtcp.SenderReport)
+			if !ok || sr.SSRC != uint32(track.SSRC()) {
+				continue
+			}
+			r := SenderReport{NTPTime: sr.NTPTime, RTPTime: sr.RTPTime, Packets: sr.PacketCount, Octets: sr.OctetCount}
+			c.mu.Lock()
+			if track.Kind() == webrtc.RTPCodecTypeVideo {
+				c.stats.VideoReports = append(c.stats.VideoReports, r)
+			} else {
+				c.stats.AudioReports = append(c.stats.AudioReports, r)
+			}
+			c.mu.Unlock()
+		}
+	}
+}
+
 // SendPLI asks the sender for a keyframe.
 func (c *Client) SendPLI() {
 	c.mu.Lock()
@@ -299,6 +337,8 @@ func (c *Client) Stats() Stats {
 	defer c.mu.Unlock()
 	st := c.stats
 	st.KeyframeTimestamps = append([]uint32(nil), c.stats.KeyframeTimestamps...)
+	st.VideoReports = append([]SenderReport(nil), c.stats.VideoReports...)
+	st.AudioReports = append([]SenderReport(nil), c.stats.AudioReports...)
 	return st
 }
 

@@ -1,0 +1,68 @@
+package whep
+
+import (
+	"context"
+	"math"
+	"testing"
+	"time"
+
+	"github.com/onair/onair/internal/whepclient"
+)
+
+// A pion viewer gets the box's sender reports for both streams about once
+// a second, and what they say holds: counts that grow with the media, and
+// an RTP clock that keeps pace with the NTP time beside it (what a browser
+// times audio against video with).
+func TestSenderReports(t *testing.T) {
+	box := startBox(t, Options{})
+	box.goLive(t)
+	c := dial(t, box, whepclient.Options{})
+	waitFrames(t, c, 10)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	var st whepclient.Stats
+	for st = c.Stats(); len(st.VideoReports) < 4 || len(st.AudioReports) < 4; st = c.Stats() {
+		select {
+		case <-ctx.Done():
+			t.Fatalf("%d video and %d audio sender reports in 20 s, want 4 each", len(st.VideoReports), len(st.AudioReports))
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	for _, stream := range []struct {
+		name    string
+		rate    float64
+		reports []whepclient.SenderReport
+	}{{"video", 90000, st.VideoReports}, {"audio", 48000, st.AudioReports}} {
+		for i := 1; i < len(stream.reports); i++ {
+			r, p := stream.reports[i], stream.reports[i-1]
+			if r.Packets <= p.Packets || r.Octets <= p.Octets {
+				t.Errorf("%s report %d: %d packets, %d bytes; the one before: %d, %d", stream.name, i, r.Packets, r.Octets, p.Packets, p.Octets)
+			}
+			wall := float64(r.NTPTime-p.NTPTime) / (1 << 32)
+			media := float64(r.RTPTime-p.RTPTime) / stream.rate
+			if wall < 0.5 || wall > 1.5 {
+				t.Errorf("%s reports %d and %d are %.3f s apart, want about a second", stream.name, i-1, i, wall)
+			}
+			// The fake encoder stamps samples with the time they are made;
+			// each report maps the time it is sent at to the latest sample.
+			if math.Abs(wall-media) > 0.1 {
+				t.Errorf("%s reports %d and %d: %.3f s apart on the NTP clock, %.3f s on the RTP clock", stream.name, i-1, i, wall, media)
+			}
+		}
+	}
+	// The fake encoder's audio packets all carry 120 bytes.
+	for i, r := range st.AudioReports {
+		if r.Octets != 120*r.Packets {
+			t.Errorf("audio report %d: %d bytes in %d packets, want 120 a packet", i, r.Octets, r.Packets)
+		}
+	}
+	// Every packet counted was sent before its report, and none is lost on
+	// loopback: the viewer has them all.
+	last := st.VideoReports[len(st.VideoReports)-1]
+	for ctx.Err() == nil && c.Stats().VideoPackets < int(last.Packets) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if got := c.Stats().VideoPackets; got < int(last.Packets) {
+		t.Errorf("the last video report counts %d packets, the viewer got %d", last.Packets, got)
+	}
+}
