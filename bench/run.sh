@@ -39,7 +39,7 @@ read -r u0 s0 < <(awk '{print $14, $15}' /proc/$pid/stat); e0=$(encoderTicks)
 sleep "$window"
 read -r u1 s1 < <(awk '{print $14, $15}' /proc/$pid/stat); e1=$(encoderTicks)
 pct() { awk -v t="$1" -v w="$window" 'BEGIN{printf "%.1f", t/w}'; }
-base="viewers=0 daemon_cpu_pct=$(pct $((u1-u0+s1-s0))) daemon_user_pct=$(pct $((u1-u0))) daemon_sys_pct=$(pct $((s1-s0))) daemon_encoder_pct=$(pct $((e1-e0))) daemon_rss_mb=$(awk '/VmRSS/{printf "%.1f", $2/1024}' /proc/$pid/status)"
+base="viewers=0 daemon_cpu_pct=$(pct $((u1-u0+s1-s0))) daemon_user_pct=$(pct $((u1-u0))) daemon_sys_pct=$(pct $((s1-s0))) daemon_encoder_pct=$(pct $((e1-e0))) daemon_rss_mb=$(awk '/VmRSS/{printf "%.1f", $2/1024}' /proc/$pid/status) daemon_goroutines=$(curl -sf http://127.0.0.1:18080/metrics | awk '$1 == "go_goroutines" {print $2}')"
 echo "$base"
 # perViewer: what each viewer adds to the idle live baseline, in % of a
 # core, in all and without the encoder's threads (whose CPU does not depend

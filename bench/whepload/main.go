@@ -89,7 +89,9 @@ func run(url string, n int, stagger, duration time.Duration, d daemon) error {
 	enc1 := threadTicks(d.pid, d.encoderThreads)
 	t1 := time.Now()
 	rss := rssBytes(d.pid)
-	heap := metric(strings.TrimSuffix(url, "/api/whep")+"/metrics", "go_memstats_heap_inuse_bytes")
+	metrics := strings.TrimSuffix(url, "/api/whep") + "/metrics"
+	heap := metric(metrics, "go_memstats_heap_inuse_bytes")
+	goroutines := metric(metrics, "go_goroutines")
 
 	results := make([]result, n)
 	for i, c := range clients {
@@ -138,7 +140,7 @@ func run(url string, n int, stagger, duration time.Duration, d daemon) error {
 			pct(user1-user0+sys1-sys0), pct(user1-user0), pct(sys1-sys0), pct(enc1-enc0), float64(rss)/(1<<20))
 	}
 	if heap > 0 {
-		fmt.Printf(" daemon_heap_inuse_mb=%.1f", heap/(1<<20))
+		fmt.Printf(" daemon_heap_inuse_mb=%.1f daemon_goroutines=%.0f", heap/(1<<20), goroutines)
 	}
 	fmt.Println()
 	return nil
