@@ -35,11 +35,17 @@ encoderTicks() {
   done
   echo "$t"
 }
-read -r u0 s0 < <(awk '{print $14, $15}' /proc/$pid/stat); e0=$(encoderTicks)
+# switches: context switches of the daemon's other threads (whepload's
+# daemon_switches_per_s).
+switches() {
+  cat "/proc/$pid/task/"*/status 2>/dev/null |
+    awk '/^Name:/ {enc = $2 == "onair-x264"} /ctxt_switches/ && !enc {s += $2} END {print s + 0}'
+}
+read -r u0 s0 < <(awk '{print $14, $15}' /proc/$pid/stat); e0=$(encoderTicks); w0=$(switches)
 sleep "$window"
-read -r u1 s1 < <(awk '{print $14, $15}' /proc/$pid/stat); e1=$(encoderTicks)
+read -r u1 s1 < <(awk '{print $14, $15}' /proc/$pid/stat); e1=$(encoderTicks); w1=$(switches)
 pct() { awk -v t="$1" -v w="$window" 'BEGIN{printf "%.1f", t/w}'; }
-base="viewers=0 daemon_cpu_pct=$(pct $((u1-u0+s1-s0))) daemon_user_pct=$(pct $((u1-u0))) daemon_sys_pct=$(pct $((s1-s0))) daemon_encoder_pct=$(pct $((e1-e0))) daemon_rss_mb=$(awk '/VmRSS/{printf "%.1f", $2/1024}' /proc/$pid/status) daemon_goroutines=$(curl -sf http://127.0.0.1:18080/metrics | awk '$1 == "go_goroutines" {print $2}')"
+base="viewers=0 daemon_cpu_pct=$(pct $((u1-u0+s1-s0))) daemon_user_pct=$(pct $((u1-u0))) daemon_sys_pct=$(pct $((s1-s0))) daemon_encoder_pct=$(pct $((e1-e0))) daemon_switches_per_s=$(((w1-w0)/window)) daemon_rss_mb=$(awk '/VmRSS/{printf "%.1f", $2/1024}' /proc/$pid/status) daemon_goroutines=$(curl -sf http://127.0.0.1:18080/metrics | awk '$1 == "go_goroutines" {print $2}')"
 echo "$base"
 # perViewer: what each viewer adds to the idle live baseline, in % of a
 # core, in all and without the encoder's threads (whose CPU does not depend
@@ -49,7 +55,8 @@ perViewer() {
     BEGIN { n = get(line, "viewers"); c = get(line, "daemon_cpu_pct"); e = get(line, "daemon_encoder_pct")
       if (n == "" || n == 0 || c == "") exit
       c0 = get(base, "daemon_cpu_pct"); e0 = get(base, "daemon_encoder_pct")
-      printf "viewers=%d per_viewer_pct=%.3f per_viewer_without_encoder_pct=%.3f\n", n, (c - c0) / n, ((c - e) - (c0 - e0)) / n }'
+      w = get(line, "daemon_switches_per_s"); w0 = get(base, "daemon_switches_per_s")
+      printf "viewers=%d per_viewer_pct=%.3f per_viewer_without_encoder_pct=%.3f per_viewer_switches_per_s=%.1f\n", n, (c - c0) / n, ((c - e) - (c0 - e0)) / n, (w - w0) / n }'
 }
 for n in "$@"; do
   line=$(bin/whepload -url http://127.0.0.1:18080/api/whep -n "$n" -stagger 20ms -duration "${window}s" -pid "$pid")

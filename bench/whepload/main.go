@@ -83,10 +83,12 @@ func run(url string, n int, stagger, duration time.Duration, d daemon) error {
 	}
 	user0, sys0 := cpuTicks(fmt.Sprintf("/proc/%d/stat", d.pid))
 	enc0 := threadTicks(d.pid, d.encoderThreads)
+	switches0 := contextSwitches(d.pid, d.encoderThreads)
 	t0 := time.Now()
 	time.Sleep(duration)
 	user1, sys1 := cpuTicks(fmt.Sprintf("/proc/%d/stat", d.pid))
 	enc1 := threadTicks(d.pid, d.encoderThreads)
+	switches1 := contextSwitches(d.pid, d.encoderThreads)
 	t1 := time.Now()
 	rss := rssBytes(d.pid)
 	metrics := strings.TrimSuffix(url, "/api/whep") + "/metrics"
@@ -136,8 +138,9 @@ func run(url string, n int, stagger, duration time.Duration, d daemon) error {
 	fmt.Printf(" frame_gap_p50_ms=%d frame_gap_p99_ms=%d frame_gap_max_ms=%d", gapPct(gaps, 0.5), gapPct(gaps, 0.99), gapPct(gaps, 1))
 	if d.pid > 0 {
 		pct := func(ticks int64) float64 { return float64(ticks) / 100 / secs * 100 }
-		fmt.Printf(" daemon_cpu_pct=%.1f daemon_user_pct=%.1f daemon_sys_pct=%.1f daemon_encoder_pct=%.1f daemon_rss_mb=%.1f",
-			pct(user1-user0+sys1-sys0), pct(user1-user0), pct(sys1-sys0), pct(enc1-enc0), float64(rss)/(1<<20))
+		fmt.Printf(" daemon_cpu_pct=%.1f daemon_user_pct=%.1f daemon_sys_pct=%.1f daemon_encoder_pct=%.1f daemon_switches_per_s=%.0f daemon_rss_mb=%.1f",
+			pct(user1-user0+sys1-sys0), pct(user1-user0), pct(sys1-sys0), pct(enc1-enc0),
+			float64(switches1-switches0)/secs, float64(rss)/(1<<20))
 	}
 	if heap > 0 {
 		fmt.Printf(" daemon_heap_inuse_mb=%.1f daemon_goroutines=%.0f", heap/(1<<20), goroutines)
@@ -194,6 +197,40 @@ func cpuTicks(statPath string) (user, sys int64) {
 	utime, _ := strconv.ParseInt(f[11], 10, 64)
 	stime, _ := strconv.ParseInt(f[12], 10, 64)
 	return utime, stime
+}
+
+// contextSwitches is how often pid's threads other than those named
+// encoderThreads have given up their core so far, voluntarily (to wait) or
+// not: thread wake-ups, which on the development VM cost more than their
+// work (BENCHMARKS.md, session 5). Threads that have ended no longer count.
+func contextSwitches(pid int, encoderThreads string) int64 {
+	if pid <= 0 {
+		return 0
+	}
+	tasks, err := filepath.Glob(fmt.Sprintf("/proc/%d/task/*", pid))
+	if err != nil {
+		return 0
+	}
+	var total int64
+	for _, task := range tasks {
+		b, err := os.ReadFile(filepath.Join(task, "status"))
+		if err != nil {
+			continue
+		}
+		status := map[string]string{}
+		for _, line := range strings.Split(string(b), "\n") {
+			name, value, _ := strings.Cut(line, ":")
+			status[name] = strings.TrimSpace(value)
+		}
+		if status["Name"] == encoderThreads {
+			continue
+		}
+		for _, key := range []string{"voluntary_ctxt_switches", "nonvoluntary_ctxt_switches"} {
+			n, _ := strconv.ParseInt(status[key], 10, 64)
+			total += n
+		}
+	}
+	return total
 }
 
 // threadTicks is the CPU, in clock ticks, of pid's threads named name (a

@@ -5,6 +5,8 @@ package main
 import (
 	"context"
 	"os"
+	"runtime"
+	"strings"
 	"testing"
 	"time"
 
@@ -56,5 +58,34 @@ func TestThreadTicksCountsTheEncoder(t *testing.T) {
 	user, sys := cpuTicks("/proc/self/stat")
 	if ticks > user+sys {
 		t.Errorf("encoder threads %d ticks, more than the whole process's %d", ticks, user+sys)
+	}
+}
+
+// A thread that sleeps gives up its core each time: the count grows, and
+// leaves out the threads named as the encoder's.
+func TestContextSwitchesCountsWakeUps(t *testing.T) {
+	pid := os.Getpid()
+	before := contextSwitches(pid, x264.ThreadName)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		runtime.LockOSThread()
+		defer runtime.UnlockOSThread()
+		for range 20 {
+			time.Sleep(time.Millisecond)
+		}
+	}()
+	<-done
+	after := contextSwitches(pid, x264.ThreadName)
+	if after-before < 20 {
+		t.Errorf("%d context switches counted across 20 sleeps of one thread", after-before)
+	}
+	// Every thread of this process named as the encoder's: none counted.
+	own, err := os.ReadFile("/proc/self/comm")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := contextSwitches(pid, strings.TrimSpace(string(own))); n >= after {
+		t.Errorf("%d switches without the threads named %q, %d with them", n, strings.TrimSpace(string(own)), after)
 	}
 }
