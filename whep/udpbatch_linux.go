@@ -326,8 +326,8 @@ func (c *batchConn) refused(to netip.AddrPort, err error) {
 // one, without telling the scheduler: a round of 50 viewers spends about a
 // millisecond in the kernel, long enough for the scheduler's monitor to take
 // the processor away and wake another thread to run it, which with every
-// round kept that monitor polling every 20 µs. On this project's VM those
-// thread wake-ups cost more than the sending (BENCHMARKS.md, session 5).
+// round kept that monitor polling every 20 µs: thread wake-ups, which are
+// dear on this project's VM (BENCHMARKS.md, session 5).
 func (c *batchConn) sendmmsg(msgs []unix.Mmsghdr) (int, error) {
 	var n int
 	var errno syscall.Errno

@@ -201,8 +201,8 @@ func cpuTicks(statPath string) (user, sys int64) {
 
 // contextSwitches is how often pid's threads other than those named
 // encoderThreads have given up their core so far, voluntarily (to wait) or
-// not: thread wake-ups, which on the development VM cost more than their
-// work (BENCHMARKS.md, session 5). Threads that have ended no longer count.
+// not: thread wake-ups, which are dear on the development VM (BENCHMARKS.md,
+// session 5). Threads that have ended no longer count.
 func contextSwitches(pid int, encoderThreads string) int64 {
 	if pid <= 0 {
 		return 0
