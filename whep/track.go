@@ -64,12 +64,19 @@ type sampleTrack struct {
 	report     func([]rtcp.Packet) error // the connection's RTCP writer; nil: none
 	sentCount  uint32                    // packets sent on ssrc (retransmissions not counted)
 	sentOctets uint32                    // their payload bytes
-	nextReport time.Duration             // since epoch; 0: with the next sample
+	nextReport time.Duration             // since epoch; 0: not yet set
+	// lag is the least time from a sample's capture to its sending, since
+	// epoch minus capture time (the capture clock is another clock), of
+	// the samples since the last report; lagSeen: one is known.
+	lag     time.Duration
+	lagSeen bool
 }
 
 // reportInterval is how often a viewer gets a sender report for each
 // stream, as from pion's interceptor: the browser times audio against video
 // with them, and echoes them in its receiver reports, whence the round trip.
+// The first comes half of it after the first sample: a joining viewer first
+// gets the samples since the latest keyframe in one burst.
 const reportInterval = time.Second
 
 // sentPacket is what one of a viewer's sequence numbers carried.
@@ -165,7 +172,7 @@ func (t *sampleTrack) writeSample(s media.Sample) error {
 		if err := t.send(s.Data, true, ts); err != nil {
 			return err
 		}
-		t.reportDue(ts)
+		t.reportDue(s.Capture)
 		return nil
 	}
 	f := t.packets.get(s)
@@ -185,26 +192,36 @@ func (t *sampleTrack) writeSample(s media.Sample) error {
 			return err
 		}
 	}
-	t.reportDue(ts)
+	t.reportDue(s.Capture)
 	return nil
 }
 
-// reportDue sends a sender report when one is due, after a sample stamped
-// ts went out; t.mu is held. The report maps the time it is sent at to ts,
-// as pion's did (the sample's packets went out just now).
-func (t *sampleTrack) reportDue(ts uint32) {
+// reportDue sends a sender report when one is due, after a sample captured
+// at capture went out; t.mu is held. The report gives the RTP time of the
+// moment it is sent at as the least-delayed sample since the last report
+// saw it: a sample that waited (the burst a viewer joins with, a writer
+// that fell behind) does not shift it.
+func (t *sampleTrack) reportDue(capture time.Duration) {
 	if t.report == nil {
 		return
 	}
 	now := time.Now()
 	since := now.Sub(t.epoch)
+	if lag := since - capture; !t.lagSeen || lag < t.lag {
+		t.lag, t.lagSeen = lag, true
+	}
+	if t.nextReport == 0 {
+		t.nextReport = since + reportInterval/2
+	}
 	if since < t.nextReport {
 		return
 	}
 	t.nextReport = since + reportInterval
+	rtpTime := t.timestamp(since - t.lag)
+	t.lagSeen = false
 	// A report that is not sent (the connection closing) is not sent again.
 	_ = t.report([]rtcp.Packet{&rtcp.SenderReport{
-		SSRC: t.ssrc, NTPTime: ntpTime(now), RTPTime: ts, PacketCount: t.sentCount, OctetCount: t.sentOctets,
+		SSRC: t.ssrc, NTPTime: ntpTime(now), RTPTime: rtpTime, PacketCount: t.sentCount, OctetCount: t.sentOctets,
 	}})
 }
 

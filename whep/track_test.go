@@ -265,3 +265,50 @@ func TestKeyframeRequestCrossingKeyframe(t *testing.T) {
 		t.Fatal("the round trip was not allowed for")
 	}
 }
+
+// A sender report gives the RTP time of the moment it is sent as the
+// least-delayed sample since the last report saw it: samples that waited
+// (a joining viewer's burst, a writer behind) do not shift it.
+func TestSenderReportIgnoresDelayedSamples(t *testing.T) {
+	ctx := newContext()
+	track := newSampleTrack(webrtc.RTPCodecTypeAudio, webrtc.MimeTypeOpus, 48000, "audio", "onair", nil)
+	ctx.codecs = []webrtc.RTPCodecParameters{{PayloadType: 111, RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeOpus, ClockRate: 48000}}}
+	ctx.mustBind(t, track)
+	var reports []*rtcp.SenderReport
+	track.report = func(pkts []rtcp.Packet) error {
+		for _, p := range pkts {
+			reports = append(reports, p.(*rtcp.SenderReport))
+		}
+		return nil
+	}
+	// Capture time 0 is 10 s after the track's epoch. Instead of waiting,
+	// the test moves the epoch back: the track sees time pass as it would.
+	const origin = 10 * time.Second
+	track.epoch = time.Now().Add(-origin)
+	sample := func(capture, late time.Duration) {
+		t.Helper()
+		track.epoch = time.Now().Add(-origin - capture - late)
+		if err := track.writeSample(media.Sample{Kind: media.Audio, Data: []byte{0xfc, 1, 2}, Capture: capture}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	sample(0, 300*time.Millisecond)                   // from the join burst: 300 ms late
+	sample(20*time.Millisecond, 280*time.Millisecond) // still the burst
+	sample(320*time.Millisecond, 2*time.Millisecond)  // live
+	track.nextReport = 1                              // due now
+	sample(340*time.Millisecond, 400*time.Millisecond)
+	if len(reports) != 1 {
+		t.Fatalf("%d reports, want 1", len(reports))
+	}
+	r := reports[0]
+	// The report was sent 400 ms after the last sample's capture time, and
+	// the live sample says the pipeline takes 2 ms: its RTP time is that of
+	// capture time 340 + 400 - 2 = 738 ms.
+	want := track.timestamp(738 * time.Millisecond)
+	if diff := int64(int32(r.RTPTime - want)); diff < -48*5 || diff > 48*5 { // 5 ms at 48 kHz
+		t.Errorf("report RTP time %d, want %d (%+.1f ms off)", r.RTPTime, want, float64(diff)/48)
+	}
+	if r.PacketCount != 4 || r.OctetCount != 12 {
+		t.Errorf("report counts %d packets, %d bytes; want 4, 12", r.PacketCount, r.OctetCount)
+	}
+}
