@@ -199,35 +199,49 @@ func cpuTicks(statPath string) (user, sys int64) {
 	return utime, stime
 }
 
+// thread is one of a process's threads: its /proc directory and name.
+type thread struct{ dir, name string }
+
+// threads lists pid's threads (one that ends meanwhile is left out).
+func threads(pid int) []thread {
+	if pid <= 0 {
+		return nil
+	}
+	dirs, err := filepath.Glob(fmt.Sprintf("/proc/%d/task/*", pid))
+	if err != nil {
+		return nil
+	}
+	var list []thread
+	for _, dir := range dirs {
+		comm, err := os.ReadFile(filepath.Join(dir, "comm"))
+		if err != nil {
+			continue
+		}
+		list = append(list, thread{dir: dir, name: strings.TrimSpace(string(comm))})
+	}
+	return list
+}
+
 // contextSwitches is how often pid's threads other than those named
 // encoderThreads have given up their core so far, voluntarily (to wait) or
 // not: thread wake-ups, which are dear on the development VM (BENCHMARKS.md,
 // session 5). Threads that have ended no longer count.
 func contextSwitches(pid int, encoderThreads string) int64 {
-	if pid <= 0 {
-		return 0
-	}
-	tasks, err := filepath.Glob(fmt.Sprintf("/proc/%d/task/*", pid))
-	if err != nil {
-		return 0
-	}
 	var total int64
-	for _, task := range tasks {
-		b, err := os.ReadFile(filepath.Join(task, "status"))
+	for _, t := range threads(pid) {
+		if t.name == encoderThreads {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join(t.dir, "status"))
 		if err != nil {
 			continue
 		}
-		status := map[string]string{}
 		for _, line := range strings.Split(string(b), "\n") {
-			name, value, _ := strings.Cut(line, ":")
-			status[name] = strings.TrimSpace(value)
-		}
-		if status["Name"] == encoderThreads {
-			continue
-		}
-		for _, key := range []string{"voluntary_ctxt_switches", "nonvoluntary_ctxt_switches"} {
-			n, _ := strconv.ParseInt(status[key], 10, 64)
-			total += n
+			key, value, _ := strings.Cut(line, ":")
+			if key == "voluntary_ctxt_switches" || key == "nonvoluntary_ctxt_switches" {
+				n, _ := strconv.ParseInt(strings.TrimSpace(value), 10, 64)
+				total += n
+			}
 		}
 	}
 	return total
@@ -236,20 +250,12 @@ func contextSwitches(pid int, encoderThreads string) int64 {
 // threadTicks is the CPU, in clock ticks, of pid's threads named name (a
 // thread that has ended no longer counts).
 func threadTicks(pid int, name string) int64 {
-	if pid <= 0 || name == "" {
-		return 0
-	}
-	tasks, err := filepath.Glob(fmt.Sprintf("/proc/%d/task/*", pid))
-	if err != nil {
-		return 0
-	}
 	var total int64
-	for _, task := range tasks {
-		comm, err := os.ReadFile(filepath.Join(task, "comm"))
-		if err != nil || strings.TrimSpace(string(comm)) != name {
+	for _, t := range threads(pid) {
+		if name == "" || t.name != name {
 			continue
 		}
-		user, sys := cpuTicks(filepath.Join(task, "stat"))
+		user, sys := cpuTicks(filepath.Join(t.dir, "stat"))
 		total += user + sys
 	}
 	return total
