@@ -38,7 +38,8 @@ encoderTicks() {
 # switches: context switches of the daemon's other threads (whepload's
 # daemon_switches_per_s).
 switches() {
-  cat "/proc/$pid/task/"*/status 2>/dev/null |
+  # A thread that ends meanwhile makes cat fail: not a reason to stop.
+  { cat "/proc/$pid/task/"*/status 2>/dev/null || true; } |
     awk '/^Name:/ {enc = $2 == "onair-x264"} /ctxt_switches/ && !enc {s += $2} END {print s + 0}'
 }
 read -r u0 s0 < <(awk '{print $14, $15}' /proc/$pid/stat); e0=$(encoderTicks); w0=$(switches)

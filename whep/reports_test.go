@@ -44,7 +44,8 @@ func TestSenderReports(t *testing.T) {
 				t.Errorf("%s reports %d and %d are %.3f s apart, want about a second", stream.name, i-1, i, wall)
 			}
 			// The fake encoder stamps samples with the time they are made;
-			// each report maps the time it is sent at to the latest sample.
+			// each report maps the time it is sent at through the sample
+			// since the last report that waited least to be sent.
 			if math.Abs(wall-media) > 0.1 {
 				t.Errorf("%s reports %d and %d: %.3f s apart on the NTP clock, %.3f s on the RTP clock", stream.name, i-1, i, wall, media)
 			}

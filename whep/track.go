@@ -62,7 +62,7 @@ type sampleTrack struct {
 	// and the time for every packet and ran a goroutine and a ticker per
 	// stream and viewer.
 	report     func([]rtcp.Packet) error // the connection's RTCP writer; nil: none
-	sentCount  uint32                    // packets sent on ssrc (retransmissions not counted)
+	sentCount  uint32                    // packets sent on ssrc (retransmissions, RTX or not, not counted)
 	sentOctets uint32                    // their payload bytes
 	nextReport time.Duration             // since epoch; 0: not yet set
 	// lag is the least time from a sample's capture to its sending, since
@@ -159,7 +159,8 @@ func (t *sampleTrack) Kind() webrtc.RTPCodecType { return t.kind }
 var errNotBound = errors.New("track is not bound to a connection")
 
 // writeSample sends one sample; it allocates nothing (the first viewer to
-// send a video sample packetizes it for all).
+// send a video sample packetizes it for all) but, once a second, the
+// sender report and what pion makes to send it.
 func (t *sampleTrack) writeSample(s media.Sample) error {
 	if t.kind != webrtc.RTPCodecTypeVideo {
 		t.mu.Lock()

@@ -319,12 +319,19 @@ func (c *batchConn) refused(to netip.AddrPort, err error) {
 	}
 }
 
+// maxRawMessages bounds one raw sendmmsg call, and so how long it holds a
+// processor the scheduler cannot take back (a stop-the-world waits for it
+// too): 64 GSO messages are a round of video for 64 viewers, some 600
+// packets, under a millisecond at the 1.2-1.3 µs a packet bench/udpsend
+// measured here. A larger batch takes more calls.
+const maxRawMessages = 64
+
 // sendmmsg sends messages from the start of msgs and returns how many went.
 //
 // The socket does not block (Go opens it non-blocking; a full buffer is
 // EAGAIN, and the wait for room is the poller's), so the call is a raw
-// one, without telling the scheduler: a round of 50 viewers spends about a
-// millisecond in the kernel, long enough for the scheduler's monitor to take
+// one, without telling the scheduler: a round of 50 viewers spends about half
+// a millisecond in the kernel, long enough for the scheduler's monitor to take
 // the processor away and wake another thread to run it, which with every
 // round kept that monitor polling every 20 µs: thread wake-ups, which are
 // dear on this project's VM (BENCHMARKS.md, session 5).
@@ -333,7 +340,7 @@ func (c *batchConn) sendmmsg(msgs []unix.Mmsghdr) (int, error) {
 	var errno syscall.Errno
 	err := c.raw.Write(func(fd uintptr) bool {
 		for {
-			r, _, e := unix.RawSyscall6(unix.SYS_SENDMMSG, fd, uintptr(unsafe.Pointer(&msgs[0])), uintptr(min(len(msgs), 1024)), 0, 0, 0)
+			r, _, e := unix.RawSyscall6(unix.SYS_SENDMMSG, fd, uintptr(unsafe.Pointer(&msgs[0])), uintptr(min(len(msgs), maxRawMessages)), 0, 0, 0)
 			switch e {
 			case unix.EINTR:
 				continue // a signal before the first message went
