@@ -67,3 +67,47 @@ func TestSenderReports(t *testing.T) {
 		t.Errorf("the last video report counts %d packets, the viewer got %d", last.Packets, got)
 	}
 }
+
+// With the capture clock, the two streams' reports tie the wall clock to
+// the same capture time, though pictures reach the viewer later than the
+// sound captured with them (an encoder's delay): the browser then plays
+// them together.
+func TestSenderReportsLineUpAudioAndVideo(t *testing.T) {
+	const encoderDelay = 60 * time.Millisecond
+	box := startBoxWith(t, Options{}, fakeOptions{videoDelay: encoderDelay})
+	box.goLive(t)
+	c := dial(t, box, whepclient.Options{})
+	waitFrames(t, c, 10)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	var st whepclient.Stats
+	for st = c.Stats(); len(st.VideoReports) < 2 || len(st.AudioReports) < 2; st = c.Stats() {
+		select {
+		case <-ctx.Done():
+			t.Fatalf("%d video and %d audio sender reports in 20 s, want 2 each", len(st.VideoReports), len(st.AudioReports))
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	box.server.mu.Lock()
+	var sess *session
+	for _, s := range box.server.sessions {
+		sess = s
+	}
+	box.server.mu.Unlock()
+	if sess == nil || sess.video == nil || sess.audio == nil {
+		t.Fatal("no session with tracks on the server")
+	}
+	// offset is wall clock minus capture time, as a report says it.
+	offset := func(r whepclient.SenderReport, tsBase uint32, rate float64) float64 {
+		wall := float64(r.NTPTime>>32) + float64(r.NTPTime&0xffffffff)/(1<<32)
+		return wall - float64(r.RTPTime-tsBase)/rate
+	}
+	for i := 1; i < min(len(st.VideoReports), len(st.AudioReports)); i++ {
+		video := offset(st.VideoReports[i], sess.video.tsBase, 90000)
+		audio := offset(st.AudioReports[i], sess.audio.tsBase, 48000)
+		if d := video - audio; math.Abs(d) > 0.01 {
+			t.Errorf("report %d: video's capture times are %+.1f ms off audio's on the wall clock, want the same (the encoder's delay is %v)",
+				i, d*1000, encoderDelay)
+		}
+	}
+}

@@ -48,6 +48,13 @@ type Options struct {
 	AdditionalHosts []string
 	MaxViewers      int
 	Log             *slog.Logger
+	// CaptureClock tells the time now on the clock the samples' Capture
+	// times are on (the pipeline's device.Clock). Sender reports then give
+	// the RTP time of the moment they are sent from it, the same for audio
+	// and video, so that a browser lines the two up as they were captured.
+	// Nil: from the least-delayed sample of each stream, which leaves the
+	// difference between the two streams' encoding delays as an offset.
+	CaptureClock func() time.Duration
 }
 
 // Server is the WHEP endpoint's WebRTC side.
@@ -300,7 +307,7 @@ func (s *Server) negotiate(ctx context.Context, sess *session, offer string) (st
 			pc.Close()
 			return "", fmt.Errorf("whep: add %s track: %w", track.kind, err)
 		}
-		track.report = pc.WriteRTCP
+		track.report, track.captureNow = pc.WriteRTCP, s.opt.CaptureClock
 		senders = append(senders, sender)
 	}
 	// The session gets its connection only while it is still the server's:

@@ -29,7 +29,21 @@ type testBox struct {
 	stop   func()
 }
 
+// fakeOptions shape the fake encoder's output.
+type fakeOptions struct {
+	// videoDelay is how long before publishing a picture it was captured
+	// (an encoder's latency); audio is published as it is captured.
+	videoDelay time.Duration
+}
+
 func startBox(t testing.TB, opt Options) *testBox {
+	t.Helper()
+	return startBoxWith(t, opt, fakeOptions{})
+}
+
+// startBoxWith starts a box whose fake encoder follows fake. The server
+// gets the fake encoder's capture clock, as onaird gives it the pipeline's.
+func startBoxWith(t testing.TB, opt Options, fake fakeOptions) *testBox {
 	t.Helper()
 	if testing.Short() {
 		t.Skip("end-to-end with pion viewers: runs natively, not with -short")
@@ -39,6 +53,8 @@ func startBox(t testing.TB, opt Options) *testBox {
 	if opt.MaxViewers == 0 {
 		opt.MaxViewers = 100
 	}
+	start := time.Now().Add(-time.Second) // the capture clock had been running: captures stay positive with fake.videoDelay
+	opt.CaptureClock = func() time.Duration { return time.Since(start) }
 	server, err := New(hub, opt)
 	if err != nil {
 		t.Fatal(err)
@@ -64,7 +80,7 @@ func startBox(t testing.TB, opt Options) *testBox {
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	wg.Add(1)
-	go func() { defer wg.Done(); fakeEncoder(ctx, hub) }()
+	go func() { defer wg.Done(); fakeEncoder(ctx, hub, start, fake) }()
 	box := &testBox{hub: hub, server: server, url: web.URL + "/whep"}
 	var once sync.Once
 	box.stop = func() {
@@ -87,9 +103,9 @@ func (b *testBox) goLive(t testing.TB) {
 }
 
 // fakeEncoder publishes 30 pictures and 50 audio packets a second until ctx
-// ends. Pictures are 12 kB (ten RTP packets), keyframes 30 kB.
-func fakeEncoder(ctx context.Context, hub *broadcast.Hub) {
-	start := time.Now()
+// ends, stamped on a capture clock that started at start. Pictures are 12 kB
+// (ten RTP packets), keyframes 30 kB.
+func fakeEncoder(ctx context.Context, hub *broadcast.Hub, start time.Time, fake fakeOptions) {
 	video := time.NewTicker(time.Second / 30)
 	defer video.Stop()
 	audio := time.NewTicker(20 * time.Millisecond)
@@ -104,7 +120,7 @@ func fakeEncoder(ctx context.Context, hub *broadcast.Hub) {
 				Capture: time.Since(start), Duration: 20 * time.Millisecond})
 		case <-video.C:
 			n++
-			capture := time.Since(start)
+			capture := time.Since(start) - fake.videoDelay
 			key := hub.KeyframeDue(capture) || n%60 == 1
 			hub.Publish(media.Sample{Kind: media.Video, Data: picture(key, n), Capture: capture,
 				Duration: time.Second / 30, Keyframe: key})

@@ -62,6 +62,7 @@ type sampleTrack struct {
 	// and the time for every packet and ran a goroutine and a ticker per
 	// stream and viewer.
 	report     func([]rtcp.Packet) error // the connection's RTCP writer; nil: none
+	captureNow func() time.Duration      // Options.CaptureClock; nil: from lag
 	sentCount  uint32                    // packets sent on ssrc (retransmissions, RTX or not, not counted)
 	sentOctets uint32                    // their payload bytes
 	nextReport time.Duration             // since epoch; 0: not yet set
@@ -199,9 +200,10 @@ func (t *sampleTrack) writeSample(s media.Sample) error {
 
 // reportDue sends a sender report when one is due, after a sample captured
 // at capture went out; t.mu is held. The report gives the RTP time of the
-// moment it is sent at as the least-delayed sample since the last report
-// saw it: a sample that waited (the burst a viewer joins with, a writer
-// that fell behind) does not shift it.
+// moment it is sent at from the capture clock, or without one as the
+// least-delayed sample since the last report saw it: a sample that waited
+// (the burst a viewer joins with, a writer that fell behind) does not
+// shift it.
 func (t *sampleTrack) reportDue(capture time.Duration) {
 	if t.report == nil {
 		return
@@ -219,6 +221,9 @@ func (t *sampleTrack) reportDue(capture time.Duration) {
 	}
 	t.nextReport = since + reportInterval
 	rtpTime := t.timestamp(since - t.lag)
+	if t.captureNow != nil {
+		rtpTime = t.timestamp(t.captureNow())
+	}
 	t.lagSeen = false
 	// A report that is not sent (the connection closing) is not sent again.
 	_ = t.report([]rtcp.Packet{&rtcp.SenderReport{

@@ -179,7 +179,7 @@ func New(cfg config.Config, opt Options) (*Daemon, error) {
 	}
 	d.viewers, err = whep.New(d.hub, whep.Options{
 		ICEServers: iceServers, UDPPort: cfg.WebRTC.UDPPort, AdditionalHosts: cfg.WebRTC.AdditionalHosts,
-		MaxViewers: cfg.WebRTC.MaxViewers, Log: log,
+		MaxViewers: cfg.WebRTC.MaxViewers, Log: log, CaptureClock: d.clock.Now,
 	})
 	if err != nil {
 		media.close()
