@@ -18,16 +18,7 @@ func TestSenderReports(t *testing.T) {
 	box.goLive(t)
 	c := dial(t, box, whepclient.Options{})
 	waitFrames(t, c, 10)
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	var st whepclient.Stats
-	for st = c.Stats(); len(st.VideoReports) < 4 || len(st.AudioReports) < 4; st = c.Stats() {
-		select {
-		case <-ctx.Done():
-			t.Fatalf("%d video and %d audio sender reports in 20 s, want 4 each", len(st.VideoReports), len(st.AudioReports))
-		case <-time.After(50 * time.Millisecond):
-		}
-	}
+	st := waitReports(t, c, 4)
 	for _, stream := range []struct {
 		name    string
 		rate    float64
@@ -60,7 +51,8 @@ func TestSenderReports(t *testing.T) {
 	// Every packet counted was sent before its report, and none is lost on
 	// loopback: the viewer has them all.
 	last := st.VideoReports[len(st.VideoReports)-1]
-	for ctx.Err() == nil && c.Stats().VideoPackets < int(last.Packets) {
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) && c.Stats().VideoPackets < int(last.Packets) {
 		time.Sleep(10 * time.Millisecond)
 	}
 	if got := c.Stats().VideoPackets; got < int(last.Packets) {
@@ -78,16 +70,7 @@ func TestSenderReportsLineUpAudioAndVideo(t *testing.T) {
 	box.goLive(t)
 	c := dial(t, box, whepclient.Options{})
 	waitFrames(t, c, 10)
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	var st whepclient.Stats
-	for st = c.Stats(); len(st.VideoReports) < 2 || len(st.AudioReports) < 2; st = c.Stats() {
-		select {
-		case <-ctx.Done():
-			t.Fatalf("%d video and %d audio sender reports in 20 s, want 2 each", len(st.VideoReports), len(st.AudioReports))
-		case <-time.After(50 * time.Millisecond):
-		}
-	}
+	st := waitReports(t, c, 2)
 	box.server.mu.Lock()
 	var sess *session
 	for _, s := range box.server.sessions {
@@ -108,6 +91,24 @@ func TestSenderReportsLineUpAudioAndVideo(t *testing.T) {
 		if d := video - audio; math.Abs(d) > 0.01 {
 			t.Errorf("report %d: video's capture times are %+.1f ms off audio's on the wall clock, want the same (the encoder's delay is %v)",
 				i, d*1000, encoderDelay)
+		}
+	}
+}
+
+// waitReports waits until the viewer has n sender reports of each stream.
+func waitReports(t *testing.T, c *whepclient.Client, n int) whepclient.Stats {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	for {
+		st := c.Stats()
+		if len(st.VideoReports) >= n && len(st.AudioReports) >= n {
+			return st
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("%d video and %d audio sender reports in 20 s, want %d each", len(st.VideoReports), len(st.AudioReports), n)
+		case <-time.After(50 * time.Millisecond):
 		}
 	}
 }
