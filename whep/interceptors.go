@@ -15,7 +15,7 @@ import (
 //     viewers share, where pion kept a copy of every packet per viewer;
 //   - sender reports: sampleTrack writes them with its samples, where pion's
 //     interceptor took a lock and the time for every packet and ran a
-//     goroutine and a ticker per stream and viewer;
+//     goroutine and a ticker per viewer;
 //   - the NACK generator, receiver reports and the TWCC feedback generator:
 //     they act on media we would receive, and we receive none, yet each ran
 //     a goroutine (and most a ticker) per viewer;

@@ -60,7 +60,7 @@ type sampleTrack struct {
 	// Sender reports (RFC 3550 6.4.1), written by the track itself with
 	// its samples, in place of pion's report interceptor, which took a lock
 	// and the time for every packet and ran a goroutine and a ticker per
-	// stream and viewer.
+	// viewer.
 	report     func([]rtcp.Packet) error // the connection's RTCP writer; nil: none
 	captureNow func() time.Duration      // Options.CaptureClock; nil: from lag
 	sentCount  uint32                    // packets sent on ssrc (retransmissions, RTX or not, not counted)
