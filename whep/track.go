@@ -66,9 +66,10 @@ type sampleTrack struct {
 	sentCount  uint32                    // packets sent on ssrc (retransmissions, RTX or not, not counted)
 	sentOctets uint32                    // their payload bytes
 	nextReport time.Duration             // since epoch; 0: not yet set
-	// lag is the least time from a sample's capture to its sending, since
-	// epoch minus capture time (the capture clock is another clock), of
-	// the samples since the last report; lagSeen: one is known.
+	// Without captureNow: lag is the least time from a sample's capture
+	// to its sending, since epoch minus capture time (the capture clock is
+	// another clock), of the samples since the last report; lagSeen: one
+	// is known.
 	lag     time.Duration
 	lagSeen bool
 }
@@ -210,7 +211,7 @@ func (t *sampleTrack) reportDue(capture time.Duration) {
 	}
 	now := time.Now()
 	since := now.Sub(t.epoch)
-	if lag := since - capture; !t.lagSeen || lag < t.lag {
+	if lag := since - capture; t.captureNow == nil && (!t.lagSeen || lag < t.lag) {
 		t.lag, t.lagSeen = lag, true
 	}
 	if t.nextReport == 0 {
@@ -220,11 +221,13 @@ func (t *sampleTrack) reportDue(capture time.Duration) {
 		return
 	}
 	t.nextReport = since + reportInterval
-	rtpTime := t.timestamp(since - t.lag)
+	var rtpTime uint32
 	if t.captureNow != nil {
 		rtpTime = t.timestamp(t.captureNow())
+	} else {
+		rtpTime = t.timestamp(since - t.lag)
+		t.lagSeen = false
 	}
-	t.lagSeen = false
 	// A report that is not sent (the connection closing) is not sent again.
 	_ = t.report([]rtcp.Packet{&rtcp.SenderReport{
 		SSRC: t.ssrc, NTPTime: ntpTime(now), RTPTime: rtpTime, PacketCount: t.sentCount, OctetCount: t.sentOctets,
